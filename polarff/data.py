@@ -229,11 +229,12 @@ def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: in
     return parts
 
 
-def molecules(frame: Frame, bond_cutoff: float = 1.25) -> np.ndarray:
+def molecules(frame: Frame, h_bond_max: float = 1.6, heavy_bond_max: float = 1.75) -> np.ndarray:
     """Molecule index of each atom from covalent connectivity (minimum image).
 
-    Two atoms are bonded when closer than ``bond_cutoff`` Å and at least one is hydrogen, or when
-    both are heavy atoms closer than 1.75 Å; monatomic ions are molecules of their own.
+    Each hydrogen is bonded to its nearest non-ion heavy atom if closer than ``h_bond_max`` Å (robust
+    to stretched O–H bonds in MD frames); two non-ion heavy atoms are bonded when closer than
+    ``heavy_bond_max`` Å. Monatomic ions (Li, Na, K, F, Cl, Br, I) are molecules of their own.
 
     Returns
     -------
@@ -246,8 +247,14 @@ def molecules(frame: Frame, bond_cutoff: float = 1.25) -> np.ndarray:
     sym = np.asarray(frame.symbols)
     is_h = sym == "H"
     ions = np.isin(sym, ["Li", "Na", "K", "Cl", "Br", "I", "F"])
-    cut = np.where(is_h[:, None] | is_h[None, :], bond_cutoff, 1.75)
-    bonded = (r < cut) & ~np.eye(n, dtype=bool) & ~ions[:, None] & ~ions[None, :]
+    heavy = ~is_h & ~ions
+    bonded = heavy[:, None] & heavy[None, :] & (r < heavy_bond_max) & ~np.eye(n, dtype=bool)
+    if np.any(heavy):
+        for h in np.nonzero(is_h)[0]:
+            candidates = np.where(heavy, r[h], np.inf)
+            k = int(np.argmin(candidates))
+            if candidates[k] < h_bond_max:
+                bonded[h, k] = bonded[k, h] = True
     label = -np.ones(n, dtype=int)
     current = 0
     for start in range(n):

@@ -114,10 +114,10 @@ def atoms_to_frame(atoms, source: str = "<memory>", index: int | None = None) ->
     gpumd = "adipole" in arrays or "apol" in arrays or "pol" in info
     if gpumd:
         frame.info["convention"] = "GPUMD/TNEP"
-    mol = None
+    mol = _water_molecules_by_order(frame) if gpumd else None
     if "adipole" in arrays:
         adipole = _as_float(arrays["adipole"], (n, 3), "adipole", where)
-        mol = molecules(frame)
+        mol = molecules(frame) if mol is None else mol
         frame.labels["molecular_dipoles"], mask = _gpumd_molecular_dipoles(frame, mol, adipole, where)
         frame.label_masks["molecular_dipoles"] = mask
         frame.info["molecule_index"] = mol
@@ -173,6 +173,17 @@ def _as_float(value, shape: tuple[int, ...], name: str, where: dict) -> np.ndarr
         raise InputError("NaN or infinite values", field=name, **where, expected="finite values",
                          found=f"{int(np.sum(~np.isfinite(arr)))} non-finite")
     return arr
+
+
+def _water_molecules_by_order(frame: Frame) -> np.ndarray | None:
+    """Molecule index ``k // 3`` when atoms come as repeated (O, H, H) triples, else None.
+
+    GPUMD/TNEP water files list each molecule's atoms together; this keeps the assignment of the
+    reference data even where an H is momentarily closer to a neighbouring O (proton excursions)."""
+    n = frame.n_atoms
+    if n % 3 or list(frame.symbols) != ["O", "H", "H"] * (n // 3):
+        return None
+    return np.arange(n) // 3
 
 
 def _first_heavy_atom_mask(frame: Frame, mol: np.ndarray) -> np.ndarray:
