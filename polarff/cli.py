@@ -1,0 +1,333 @@
+"""The ``polarff`` command line: thin wrappers over the public API.
+
+One small class per subcommand; heavy imports happen inside ``run`` so ``polarff --help`` is instant.
+Errors that polarff raises on purpose print as one line; ``-T`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from polarff.errors import ConfigError, PolarffError
+
+
+class Command:
+    """A subcommand: ``name``, one-line ``help``, ``add_arguments`` and ``run``."""
+
+    name = ""
+    help = ""
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        pass
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+class Build(Command):
+    name = "build"
+    help = "sample solvated ion boxes (NaCl, KCl, LiCl in rigid water) with a short classical OpenMM run"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("-o", "--output", required=True, help="output extxyz file (written atomically)")
+        p.add_argument("--ion", default="NaCl", choices=["NaCl", "KCl", "LiCl"], help="salt (default NaCl)")
+        p.add_argument("--waters", type=int, default=64, help="water molecules per box (default 64)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--pairs", type=int, nargs="+", help="ion pairs per box, one box per value")
+        g.add_argument("--molality", type=float, nargs="+", help="molalities (mol/kg), rounded to whole pairs")
+        p.add_argument("--frames", type=int, default=10, help="frames per box (default 10)")
+        p.add_argument("--equilibration-ps", type=float, default=20.0, help="equilibration time (ps, default 20)")
+        p.add_argument("--interval-ps", type=float, default=0.5, help="time between frames (ps, default 0.5)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--threads", type=int, default=1, help="OpenMM CPU threads (default 1)")
+
+    @staticmethod
+    def run(args):
+        from polarff.build import molality_to_pairs, sample_ion_dataset
+
+        pairs = args.pairs or [molality_to_pairs(m, args.waters) for m in (args.molality or [1.0])]
+        n = sample_ion_dataset(args.output, args.ion, pairs, args.waters, args.frames, args.seed,
+                               args.equilibration_ps, args.interval_ps, threads=args.threads)
+        print(f"wrote {n} frames to {args.output}")
+        return 0
+
+
+class Label(Command):
+    name = "label"
+    help = "label frames with GFN2-xTB charges (tblite) and D4 polarizabilities (dftd4); resumable"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("input", help="extxyz file with frames to label")
+        p.add_argument("-o", "--output", required=True, help="labelled extxyz (rewritten atomically as it goes)")
+        p.add_argument("--charges", default="gfn2", choices=["gfn2", "none"], help="charge method")
+        p.add_argument("--polarizabilities", default="d4", choices=["d4", "none"], help="polarizability method")
+        p.add_argument("--no-resume", action="store_true", help="start over instead of keeping labelled frames")
+
+    @staticmethod
+    def run(args):
+        from polarff.label import label_file
+
+        n = label_file(args.input, args.output, None if args.charges == "none" else args.charges,
+                       None if args.polarizabilities == "none" else args.polarizabilities,
+                       resume=not args.no_resume)
+        print(f"{args.output}: {n} labelled frames")
+        return 0
+
+
+class Fit(Command):
+    name = "fit"
+    help = "train a classifier on labelled frames and write a .pff model"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("data", nargs="*", help="labelled extxyz file(s); default: the embedded NaCl(aq) set")
+        p.add_argument("-o", "--output", required=True, help="model file to write (.pff)")
+        p.add_argument("--config", help="YAML file with FitConfig options (see polarff.model.FitConfig)")
+        p.add_argument("--epochs", type=int, help="training epochs")
+        p.add_argument("--seed", type=int, help="seed of split, initialisation and batch order")
+        p.add_argument("--n-bins", type=int, help="classes per species and target")
+        p.add_argument("--hidden", help="trunk widths, comma separated (e.g. 128,128)")
+        p.add_argument("--cutoff", type=float, help="descriptor cutoff (Å)")
+        p.add_argument("--report", help="write the training report (JSON) here")
+
+    @staticmethod
+    def run(args):
+        from polarff.model import FitConfig, fit
+
+        frames = _load_frames(args.data)
+        cfg = _fit_config(args)
+        model, report = fit(frames, cfg, out_path=args.output)
+        print(f"wrote {args.output} (best epoch {report['best_epoch']}, "
+              f"{report['seconds']['train']:.0f} s training)")
+        if "test" in report:
+            print(format_metrics(report["test"], "test split"))
+        if args.report:
+            _write_json(args.report, report)
+        return 0
+
+
+class Eval(Command):
+    name = "eval"
+    help = "evaluate a model on labelled frames: accuracy, MAE/RMSE per species, conservation"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("model", help="model file (.pff)")
+        p.add_argument("data", nargs="*", help="labelled extxyz file(s); default: the embedded set")
+        p.add_argument("--split", default="all", choices=["all", "train", "validation", "test"],
+                       help="evaluate only this split of the model's training data (same files, same order)")
+        p.add_argument("-o", "--output", help="write frames with PRED_charges / PRED_polarizabilities / "
+                       "PRED_entropy to this extxyz")
+        p.add_argument("--json", help="write the metrics as JSON here")
+
+    @staticmethod
+    def run(args):
+        import numpy as np
+
+        from polarff.artifact import load_model
+        from polarff.model import predict, prepare, summarize
+
+        model = load_model(args.model)
+        frames = _load_frames(args.data)
+        if args.split != "all":
+            split = model.card.get("split", {}).get(args.split)
+            if split is None:
+                raise ConfigError(f"{args.model}: the model card records no '{args.split}' split")
+            if max(split, default=-1) >= len(frames):
+                raise ConfigError(f"{args.model}: split '{args.split}' indexes {max(split) + 1} frames, "
+                                  f"the data given has {len(frames)}: pass the training files")
+            frames = [frames[i] for i in split]
+        pred = predict(model, frames)
+        metrics = summarize(model, prepare(model, frames), pred)
+        print(format_metrics(metrics, f"{len(frames)} frames ({args.split})"))
+        if args.output:
+            from polarff.io import write_frames
+
+            extra, start = [], 0
+            for f in frames:
+                sl = slice(start, start + f.n_atoms)
+                extra.append({"PRED_charges": pred["charges"][sl], "PRED_polarizabilities": pred["polarizabilities"][sl],
+                              "PRED_entropy": pred["entropy"][sl]})
+                start += f.n_atoms
+            write_frames(args.output, frames, extra_arrays=extra)
+            print(f"wrote predictions to {args.output}")
+        if args.json:
+            _write_json(args.json, metrics)
+        return 0 if np.isfinite(metrics.get("conservation_error_max", 0.0)) else 1
+
+
+class Info(Command):
+    name = "info"
+    help = "describe a .pff model (model card, without loading TensorFlow) or an exported system XML"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("path", help="model (.pff) or exported OpenMM system (.xml)")
+        p.add_argument("--json", action="store_true", help="print the whole card as JSON")
+
+    @staticmethod
+    def run(args):
+        if args.path.endswith(".xml"):
+            from polarff.openmm.export import describe_system
+
+            print(describe_system(args.path))
+            return 0
+        from polarff.artifact import read_card
+
+        card = read_card(args.path)
+        if args.json:
+            print(json.dumps(card, indent=2))
+            return 0
+        print(f"polarff model {args.path}")
+        print(f"  species:        {', '.join(card['species'])}")
+        print(f"  units:          {', '.join(f'{k}: {v}' for k, v in card['units'].items())}")
+        print(f"  seed:           {card['seed']}")
+        print(f"  training data:  sha256 {card['training_data_sha256'][:16]}…  frames {card['n_frames']}")
+        print(f"  versions:       {', '.join(f'{k} {v}' for k, v in card['versions'].items())}")
+        for split, m in card.get("metrics", {}).items():
+            print(format_metrics(m, split, indent="  "))
+        return 0
+
+
+def format_metrics(m: dict, title: str, indent: str = "") -> str:
+    """Human-readable table of :func:`polarff.model.summarize` output."""
+    lines = [f"{indent}{title}:"]
+    for short, unit in (("charge", "e"), ("polarizability", "Å^3")):
+        if f"{short}_mae" not in m:
+            continue
+        lines.append(f"{indent}  {short}: MAE {m[f'{short}_mae']:.4f} {unit}  RMSE {m[f'{short}_rmse']:.4f} {unit}  "
+                     f"class accuracy {m[f'{short}_accuracy']:.3f}")
+        for sp, v in m.get(f"{short}_per_species", {}).items():
+            lines.append(f"{indent}    {sp:>2}: MAE {v['mae']:.4f}  RMSE {v['rmse']:.4f}  accuracy {v['accuracy']:.3f}"
+                         f"  (n={v['n']})")
+    if "conservation_error_max" in m:
+        lines.append(f"{indent}  charge conservation: max |Σq − Q| = {m['conservation_error_max']:.2e} e "
+                     f"(before neutralisation {m['conservation_error_raw_max']:.2e} e)")
+    return "\n".join(lines)
+
+
+def embedded_data_path() -> str:
+    """Path of the embedded default data set (NaCl(aq), GFN2-xTB/D4 labels)."""
+    return os.path.join(os.path.dirname(__file__), "data", "nacl_aq.xyz")
+
+
+def _load_frames(paths: list[str]):
+    from polarff.io import read_frames
+
+    paths = paths or [embedded_data_path()]
+    frames = []
+    for p in paths:
+        frames += read_frames(p)
+    return frames
+
+
+def _fit_config(args):
+    from polarff.model import FitConfig
+
+    options: dict = {}
+    if args.config:
+        import yaml
+
+        if not os.path.exists(args.config):
+            raise ConfigError(f"{args.config}: config file not found")
+        with open(args.config) as fh:
+            try:
+                options = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{args.config}: not valid YAML ({exc})") from None
+        if not isinstance(options, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of options, found {type(options).__name__}")
+    for key in ("epochs", "seed", "n_bins", "cutoff"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    if getattr(args, "hidden", None):
+        try:
+            options["hidden"] = [int(h) for h in args.hidden.split(",")]
+        except ValueError:
+            raise ConfigError(f"--hidden: expected comma-separated integers, found {args.hidden!r}") from None
+    return FitConfig.from_dict(options, source=args.config or "options")
+
+
+def _write_json(path: str, obj) -> None:
+    import tempfile
+
+    import numpy as np
+
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        raise TypeError(type(o).__name__)
+
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, default=default)
+    os.replace(tmp, path)
+
+
+COMMANDS: list[type[Command]] = [Build, Label, Fit, Eval, Info]
+
+
+def register(command: type[Command]) -> None:
+    """Add a subcommand (used by modules that provide export / simulate / benchmark / active)."""
+    if all(c.name != command.name for c in COMMANDS):
+        COMMANDS.append(command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_optional_commands()
+    parser = argparse.ArgumentParser(
+        prog="polarff",
+        description="Polarizable force fields from neural-network classifiers, run in OpenMM. "
+                    "Typical flow: build → label → fit → eval → export → simulate → benchmark.")
+    parser.add_argument("-T", "--traceback", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def _load_optional_commands() -> None:
+    """Import the command modules of later stages (each registers its subcommands)."""
+    import importlib
+
+    for mod in ("polarff.openmm.commands", "polarff.simulate_cli", "polarff.benchmark", "polarff.active"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (PolarffError, FileNotFoundError) as exc:
+        if args.traceback:
+            raise
+        print(f"polarff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("polarff: interrupted (outputs written so far are complete; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
