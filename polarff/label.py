@@ -4,8 +4,8 @@
   periodic boxes and for clusters. They sum to the frame's total charge.
 * Polarizabilities: the static atomic polarizabilities of the D4 dispersion model (dftd4). These are
   reference free-atom values interpolated by coordination number and scaled by an EEQ partial charge; they
-  are *not* a response of the electrons in solution. For ions in water they are poor: in a NaCl(aq) box
-  D4 gives ~4.3 Å^3 for Na+ (EEQ charge +0.6 instead of +1) where a hydrated Na+ has ~0.15–0.2 Å^3 (see
+  are *not* a response of the electrons in solution. For ions in water they are poor: in an NaCl(aq) box
+  D4 gives 4.3 Å^3 for Na+ (its EEQ charge is +0.92) where a hydrated Na+ has ~0.15–0.4 Å^3 (see
   ``polarff/data/README.md`` and ``tests/test_label.py`` for the numbers measured against literature).
   Use them as a cheap prior only.
 

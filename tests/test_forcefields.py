@@ -1,0 +1,91 @@
+"""Shipped force-field XML: loading, charges, and agreement with OpenMM's own TIP3P/Joung–Cheatham set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+openmm = pytest.importorskip("openmm")
+from openmm import unit  # noqa: E402
+from openmm.app import PME, ForceField  # noqa: E402
+
+from polarff.build import build_ion_box, forcefield_path  # noqa: E402
+from polarff.errors import ConfigError  # noqa: E402
+
+FORMAL = {"O": -0.834, "H": 0.417, "Li": 1.0, "Na": 1.0, "K": 1.0, "Cl": -1.0}
+
+
+def _system(xml: str, topology, box_nm: float):
+    forcefield = ForceField(xml)
+    return forcefield.createSystem(topology, nonbondedMethod=PME, nonbondedCutoff=0.45 * box_nm * unit.nanometer,
+                                   rigidWater=True, constraints=None)
+
+
+def _nonbonded(system):
+    force = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    params = [force.getParticleParameters(i) for i in range(force.getNumParticles())]
+    charge = np.array([p[0].value_in_unit(unit.elementary_charge) for p in params])
+    sigma = np.array([p[1].value_in_unit(unit.nanometer) for p in params])
+    epsilon = np.array([p[2].value_in_unit(unit.kilojoule_per_mole) for p in params])
+    return force, charge, sigma, epsilon
+
+
+def _energy(system, positions_nm) -> float:
+    integrator = openmm.VerletIntegrator(0.001)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions_nm * unit.nanometer)
+    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+
+def test_forcefield_path_finds_both_files_and_rejects_unknown_names():
+    for name in ("fixed_charge_baseline", "polarff_fixed_terms.xml"):
+        assert forcefield_path(name).endswith(".xml")
+    with pytest.raises(ConfigError, match="expected one of"):
+        forcefield_path("amber99")
+
+
+@pytest.mark.parametrize("ion", ["NaCl", "KCl", "LiCl"])
+def test_baseline_has_formal_charges_and_fixed_terms_have_none(ion):
+    topology, positions, box = build_ion_box(ion, 2, 24, seed=1)
+    symbols = [a.element.symbol for a in topology.atoms()]
+    baseline = _system(forcefield_path("fixed_charge_baseline"), topology, box)
+    fixed = _system(forcefield_path("polarff_fixed_terms"), topology, box)
+    _, q_base, sig_base, eps_base = _nonbonded(baseline)
+    _, q_fixed, sig_fixed, eps_fixed = _nonbonded(fixed)
+    np.testing.assert_allclose(q_base, [FORMAL[s] for s in symbols], atol=1e-12)
+    assert abs(q_base.sum()) < 1e-9
+    np.testing.assert_array_equal(q_fixed, 0.0)
+    np.testing.assert_array_equal(sig_fixed, sig_base)
+    np.testing.assert_array_equal(eps_fixed, eps_base)
+    # rigid water: O-H, O-H and H-H distances constrained, nothing else
+    for system in (baseline, fixed):
+        assert system.getNumConstraints() == 3 * 24
+
+
+@pytest.mark.parametrize("ion", ["NaCl", "KCl", "LiCl"])
+def test_baseline_matches_openmm_amber14_tip3p_joung_cheatham(ion):
+    """OpenMM ships JC/TIP3P ions in amber14/tip3p.xml (from AMBER frcmod.ionsjc_tip3p): same parameters."""
+    topology, positions, box = build_ion_box(ion, 2, 24, seed=2)
+    ours = _system(forcefield_path("fixed_charge_baseline"), topology, box)
+    reference = _system("amber14/tip3p.xml", topology, box)
+    for a, b in zip(_nonbonded(ours)[1:], _nonbonded(reference)[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    e_ours, e_ref = _energy(ours, positions), _energy(reference, positions)
+    assert e_ours == pytest.approx(e_ref, rel=1e-6, abs=1e-3)
+
+
+def test_fixed_terms_energy_is_the_baseline_without_coulomb():
+    topology, positions, box = build_ion_box("NaCl", 1, 24, seed=3)
+    baseline = _system(forcefield_path("fixed_charge_baseline"), topology, box)
+    fixed = _system(forcefield_path("polarff_fixed_terms"), topology, box)
+    force, charge, sigma, epsilon = _nonbonded(baseline)
+    for i in range(force.getNumParticles()):
+        force.setParticleParameters(i, 0.0, sigma[i], epsilon[i])
+    for i in range(force.getNumExceptions()):
+        p1, p2, _, sig, eps = force.getExceptionParameters(i)
+        force.setExceptionParameters(i, p1, p2, 0.0, sig, eps)
+    e_fixed = _energy(fixed, positions)
+    assert e_fixed == pytest.approx(_energy(baseline, positions), rel=1e-9, abs=1e-6)
+    # and the Coulomb part the baseline adds is large and negative for a real box (sanity of the signs)
+    full = _system(forcefield_path("fixed_charge_baseline"), topology, box)
+    assert _energy(full, positions) - e_fixed < -100.0
