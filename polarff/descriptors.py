@@ -146,8 +146,8 @@ def pair_basis(config: DescriptorConfig, vectors: np.ndarray
     sym = np.stack([u[:, 0] ** 2 - 1 / 3, u[:, 1] ** 2 - 1 / 3, u[:, 2] ** 2 - 1 / 3,
                     u[:, 0] * u[:, 1], u[:, 0] * u[:, 2], u[:, 1] * u[:, 2]], axis=1) * _SYM6
     p = len(r)
-    v1 = (h[:, :, None] * u[:, None, :]).reshape(p, -1)
-    v2 = (h[:, :, None] * sym[:, None, :]).reshape(p, -1)
+    v1 = (h[:, :, None] * u[:, None, :]).reshape(p, 3 * config.n_angular)
+    v2 = (h[:, :, None] * sym[:, None, :]).reshape(p, 6 * config.n_angular)
     return radial, v1, v2
 
 
