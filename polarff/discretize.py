@@ -60,6 +60,18 @@ class Binning:
         return cls(d["target"], list(d["species"]), np.asarray(d["edges"], float),
                    np.asarray(d["centres"], float), np.asarray(d["valid"], bool))
 
+    def set_uniform(self, s: int, low: float, high: float) -> None:
+        """Give species ``s`` all classes, centres spread evenly over [low, high] (a prior, no data)."""
+        k = self.n_classes
+        if not high > low:
+            raise ConfigError(f"{self.target}: bin range for {self.species[s]} needs low < high, "
+                              f"found [{low}, {high}]")
+        c = np.linspace(low, high, k)
+        half = 0.5 * (c[1] - c[0])
+        self.centres[s] = c
+        self.edges[s] = np.concatenate([c - half, [c[-1] + half]])
+        self.valid[s] = True
+
     def class_to_value(self, species: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Centre value of class ``classes`` for atoms of species index ``species``."""
         return self.centres[species, classes]

@@ -51,6 +51,9 @@ class FitConfig:
     validation_fraction, test_fraction : seeded split of the frames
     seed : seed of the split, initialisation and batch order
     eval_every : epochs between validation evaluations (best validation charge MAE is kept)
+    species : model species (default: those in the data)
+    bin_ranges : ``{target: {species: [low, high]}}``: uniform class centres over [low, high] for a
+        (target, species) without per-atom labels (e.g. TNEP data, learned through dipoles only)
     """
 
     cutoff: float = 5.0
@@ -70,6 +73,7 @@ class FitConfig:
     seed: int = 0
     eval_every: int = 10
     species: list[str] | None = None
+    bin_ranges: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "FitConfig":
@@ -178,6 +182,14 @@ def init_model(frames: list[Frame], cfg: FitConfig) -> PolarffModel:
         spec = np.concatenate([dcfg.species_index(f.symbols) for f in frames if target in f.labels]
                               or [np.zeros(0, dtype=np.int64)])
         bins[target] = fit_binning(target, species, spec, vals, n_bins=cfg.n_bins)
+        for sp_name, (low, high) in cfg.bin_ranges.get(target, {}).items():
+            if sp_name not in species:
+                raise ConfigError(f"bin_ranges.{target}: species {sp_name!r} is not a model species {species}")
+            s = species.index(sp_name)
+            if np.any(spec == s):
+                raise ConfigError(f"bin_ranges.{target}.{sp_name}: the data label this species; ranges are "
+                                  "only for targets learned without per-atom labels")
+            bins[target].set_uniform(s, float(low), float(high))
     mean = desc.features.mean(axis=0)
     std = desc.features.std(axis=0) + 1e-6 * (1.0 + np.abs(mean))
     net = NetworkSpec(list(cfg.hidden), cfg.activation, mean, std)
