@@ -1,0 +1,62 @@
+"""The command line: help for every subcommand, fit/eval/info round trip, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from polarff.cli import build_parser, main
+from polarff.io import write_frames
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    names = [a for a in parser._subparsers._group_actions[0].choices]
+    assert {"build", "label", "fit", "eval", "info"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert "usage: polarff" in out and len(out.splitlines()) > 3
+
+
+def test_bad_file_gives_one_line_error(tmp_path):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("3\nnot a comment line\nO 0 0\n")
+    proc = subprocess.run([sys.executable, "-m", "polarff.cli", "eval", str(tmp_path / "missing.pff"), str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("polarff")]
+    assert lines == [f"polarff: error: {tmp_path / 'missing.pff'}: model file not found"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_fit_eval_info_round_trip(tmp_path, labelled_boxes, capsys):
+    data = tmp_path / "data.xyz"
+    write_frames(data, labelled_boxes[:10])
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("hidden: [16]\nn_bins: 6\ncutoff: 4.0\nn_radial: 3\nn_angular: 2\neval_every: 2\n")
+    model = tmp_path / "m.pff"
+    assert main(["fit", str(data), "-o", str(model), "--config", str(cfg), "--epochs", "2", "--seed", "5"]) == 0
+    assert main(["info", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "species:        H, O, Na, Cl" in out and "seed:           5" in out
+    preds = tmp_path / "pred.xyz"
+    assert main(["eval", str(model), str(data), "--split", "test", "-o", str(preds)]) == 0
+    out = capsys.readouterr().out
+    assert "charge: MAE" in out and "charge conservation" in out
+    from polarff.io import read_frames
+    import ase.io
+    atoms = ase.io.read(preds, index=0)
+    assert "PRED_charges" in atoms.arrays and len(read_frames(preds)) == 1
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("epocks: 3\n")
+    assert main(["fit", "-o", str(tmp_path / "m.pff"), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option(s) ['epocks']" in err
