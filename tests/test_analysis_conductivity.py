@@ -12,7 +12,8 @@ from polarff.analysis.conductivity import (charge_current, current_autocorrelati
                                            haven_ratio, molar_conductivity, nernst_einstein,
                                            salt_concentration, translational_dipole)
 from polarff.analysis.diffusion import diffusion_by_species
-from polarff.analysis.experiment import D_CL_298K, D_NA_298K, NACL_MOLAR_CONDUCTIVITY_298K
+from polarff.analysis.experiment import (D_CL_298K, D_NA_298K, NACL_MOLAR_CONDUCTIVITY_298K,
+                                        nacl_molar_conductivity)
 from polarff.errors import ConfigError, InputError
 
 VOLUME = 27.0  # nm³
@@ -73,6 +74,18 @@ def test_nernst_einstein_takes_diffusion_results_and_propagates_errors(ions):
     assert doubly.sigma > ne.sigma  # z² weighting
     with pytest.raises(InputError, match="'K'"):
         nernst_einstein(per_species, {"K": 1}, VOLUME, TEMPERATURE)
+
+
+def test_experimental_molar_conductivity_lookup():
+    assert nacl_molar_conductivity(0.1).value == 106.7
+    assert nacl_molar_conductivity(1.0).source.startswith("J. F. Chambers")
+    values = [nacl_molar_conductivity(c).value for c in (0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)]
+    assert values == sorted(values, reverse=True)  # Λ falls monotonically with concentration
+    between = nacl_molar_conductivity(0.5)
+    assert 85.76 < between.value < 106.7 and between.error is not None and "interpolated" in between.note
+    assert "molar" in between.conditions
+    with pytest.raises(ConfigError, match="available range"):
+        nacl_molar_conductivity(2.0)
 
 
 # -------------------------------------------------------------------------- Einstein–Helfand & GK

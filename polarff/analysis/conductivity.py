@@ -175,9 +175,9 @@ def translational_dipole(positions: np.ndarray, charges: np.ndarray, *,
     """
     pos = as_trajectory(positions)
     q = _charges(charges, *pos.shape[:2])
-    rel = pos - pos[0].mean(axis=0)
+    reference = pos[0].mean(axis=0)
     if q.ndim == 1:
-        return np.einsum("tnk,n->tk", rel, q)
+        return np.einsum("tnk,n->tk", pos, q) - q.sum() * reference
     total = q.sum(axis=1)
     drift = float(np.max(np.abs(total - total[0])))
     if drift > net_charge_tolerance:
@@ -186,7 +186,7 @@ def translational_dipole(positions: np.ndarray, charges: np.ndarray, *,
                          frame=worst, field="charges",
                          expected=f"constant total charge (±{net_charge_tolerance:g} e)",
                          found=f"change of {drift:.3g} e")
-    return np.einsum("tnk,tn->tk", rel, q)
+    return np.einsum("tnk,tn->tk", pos, q) - total[:, None] * reference
 
 
 def einstein_helfand(positions: np.ndarray, times: np.ndarray, charges: np.ndarray, volume: float,
