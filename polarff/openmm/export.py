@@ -1,0 +1,64 @@
+"""Export a trained model as a self-contained OpenMM System XML, and describe exported Systems."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from polarff.errors import InputError
+
+
+def export_system(model_path: str, topology_path: str, output: str, implementation: str = "torch",
+                  nonbonded_cutoff_nm: float = 0.9, total_charge: float | None = None) -> dict:
+    """Write ``create_system(model, topology)`` as System XML (atomically); returns a summary dict.
+
+    The XML holds the fixed terms and the polarff force with its TorchScript module embedded, so a plain
+    OpenMM script can ``XmlSerializer.deserialize`` it (after ``import openmmtorch`` for the TorchForce).
+    """
+    import openmm
+    from openmm import app
+
+    from polarff.openmm.system import create_system
+
+    if not os.path.exists(topology_path):
+        raise InputError("topology file not found", file=topology_path)
+    try:
+        pdb = app.PDBFile(topology_path)
+    except Exception as exc:
+        raise InputError(f"cannot read PDB topology: {exc}", file=topology_path) from None
+    system = create_system(model_path, pdb.topology, implementation=implementation,
+                           nonbonded_cutoff_nm=nonbonded_cutoff_nm, total_charge=total_charge)
+    xml = openmm.XmlSerializer.serialize(system)
+    d = os.path.dirname(os.path.abspath(output))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(xml)
+    os.replace(tmp, output)
+    return {"atoms": system.getNumParticles(), "forces": [f.getName() for f in system.getForces()],
+            "bytes": len(xml)}
+
+
+def describe_system(path: str) -> str:
+    """Human-readable summary of a System XML: particles, constraints, forces, the polarff force."""
+    import torch  # noqa: F401  (needed before openmmtorch)
+    import openmm
+
+    try:
+        import openmmtorch  # noqa: F401  (registers the TorchForce XML proxy)
+    except ImportError:
+        pass
+    with open(path) as fh:
+        system = openmm.XmlSerializer.deserialize(fh.read())
+    lines = [f"OpenMM System {path}", f"  particles:   {system.getNumParticles()}",
+             f"  constraints: {system.getNumConstraints()}",
+             f"  periodic:    {system.usesPeriodicBoundaryConditions()}"]
+    if system.usesPeriodicBoundaryConditions():
+        box = system.getDefaultPeriodicBoxVectors()
+        lines.append(f"  box (nm):    {box[0][0]._value:.4f} x {box[1][1]._value:.4f} x {box[2][2]._value:.4f}")
+    for k, force in enumerate(system.getForces()):
+        extra = ""
+        if force.getName() == "polarff":
+            extra = f"  [polarff electrostatics + induction, {type(force).__name__}]"
+        lines.append(f"  force {k}: {type(force).__name__} '{force.getName()}' group {force.getForceGroup()}{extra}")
+    return "\n".join(lines)

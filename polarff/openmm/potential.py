@@ -1,0 +1,106 @@
+"""The polarff force as one torch module: positions → charges, polarizabilities → electrostatic energy.
+
+``PolarffPotential`` chains the torch twin of the classifier (:class:`polarff.runtime.network.ChargeModel`,
+which works in Å) and :class:`polarff.runtime.electrostatics.Electrostatics` (nm, kJ/mol). It is
+TorchScript-compatible, so it runs inside ``openmmtorch.TorchForce`` on any OpenMM platform (CUDA
+included), and the same scripted module drives the ``openmm.PythonForce`` implementation.
+
+Forces are ``−∂E/∂r`` by autograd through everything, including the dependence of the charges and
+polarizabilities on positions (the term that a parameter update in NonbondedForce would drop).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+
+from polarff.artifact import PolarffModel
+from polarff.runtime.electrostatics import Electrostatics
+from polarff.runtime.network import ChargeModel
+
+NM_TO_ANGSTROM = 10.0
+ANGSTROM3_TO_NM3 = 1.0e-3
+
+
+class PolarffPotential(torch.nn.Module):
+    """Electrostatic energy (kJ/mol) of a system with environment-dependent charges and polarizabilities.
+
+    Parameters
+    ----------
+    model : PolarffModel
+        Trained artifact.
+    symbols : list of str
+        Chemical symbols of the atoms the potential acts on.
+    exclusions : list of (int, int)
+        Intramolecular pairs (indices into ``symbols``) without permanent-charge interaction.
+    periodic : bool
+        Whether the system is periodic (Ewald/PME) or isolated (direct sum).
+    total_charge : float
+        Net charge (e) of those atoms; predicted charges sum to it exactly.
+    atoms : list of int, optional
+        Indices of those atoms in the whole OpenMM system (for mixed systems); all atoms if None.
+    electrostatics : dict, optional
+        Keyword options of :class:`Electrostatics` (cutoff_nm, method, ewald_error_tolerance,
+        induction, induction_cutoff_nm, n_induction_iterations, thole_a, ...).
+    """
+
+    def __init__(self, model: PolarffModel, symbols: List[str], exclusions, periodic: bool,
+                 total_charge: float = 0.0, atoms: Optional[List[int]] = None,
+                 electrostatics: Optional[dict] = None):
+        super().__init__()
+        self.charge_model = ChargeModel(model, list(symbols), total_charge)
+        self.electrostatics = Electrostatics(len(symbols), exclusions, periodic, **(electrostatics or {}))
+        self.periodic = bool(periodic)
+        self.nm_to_angstrom = NM_TO_ANGSTROM
+        self.angstrom3_to_nm3 = ANGSTROM3_TO_NM3
+        self.use_subset = atoms is not None
+        self.register_buffer("atoms", torch.tensor(atoms if atoms is not None else [], dtype=torch.long))
+
+    def _select(self, positions: torch.Tensor, box: Optional[torch.Tensor]):
+        pos = positions.to(torch.float64)
+        if self.use_subset:
+            pos = pos[self.atoms]
+        if box is None:
+            cell = torch.zeros((3, 3), dtype=torch.float64, device=pos.device)
+        else:
+            cell = box.to(torch.float64)
+        return pos, cell
+
+    @torch.jit.export
+    def charges_and_polarizabilities(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None
+                                     ) -> List[torch.Tensor]:
+        """Charges (e) and polarizabilities (nm³) of the potential's atoms at ``positions`` (nm)."""
+        pos, cell = self._select(positions, box)
+        q, alpha = self.charge_model(pos * self.nm_to_angstrom, cell * self.nm_to_angstrom, self.periodic)
+        return [q, alpha * self.angstrom3_to_nm3]
+
+    @torch.jit.export
+    def properties(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Charges (e), polarizabilities (nm³), induced dipoles (e·nm) and energy terms (kJ/mol)."""
+        pos, cell = self._select(positions, box)
+        qa = self.charges_and_polarizabilities(positions, box)
+        q, alpha = qa[0], qa[1]
+        terms = self.electrostatics.energy_components(pos, cell, q, alpha)
+        out: Dict[str, torch.Tensor] = {"charges": q, "polarizabilities": alpha,
+                                        "induced_dipoles": self.electrostatics.induced_dipoles(pos, cell, q, alpha),
+                                        "permanent_energy": terms["permanent"],
+                                        "induction_energy": terms["induction"]}
+        return out
+
+    def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Energy in kJ/mol; positions (N_system, 3) and box (3, 3) in nm, as openmm-torch passes them."""
+        pos, cell = self._select(positions, box)
+        qa = self.charges_and_polarizabilities(positions, box)
+        return self.electrostatics(pos, cell, qa[0], qa[1])
+
+
+def energy_and_forces(module: torch.nn.Module, positions_nm, box_nm=None):
+    """Energy (kJ/mol, float) and forces (kJ/mol/nm, ndarray) of a (scripted) potential by autograd."""
+    import numpy as np
+
+    pos = torch.tensor(np.asarray(positions_nm, dtype=np.float64), requires_grad=True)
+    box = None if box_nm is None else torch.tensor(np.asarray(box_nm, dtype=np.float64))
+    energy = module(pos, box)
+    (grad,) = torch.autograd.grad(energy, pos)
+    return float(energy.detach()), -grad.numpy()
