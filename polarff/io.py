@@ -266,6 +266,9 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Frame], extra_arrays:
         images.append(atoms)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
     try:
         ase.io.write(tmp, images, format="extxyz")
         os.replace(tmp, path)
