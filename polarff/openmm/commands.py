@@ -14,8 +14,10 @@ class Export(Command):
         p.add_argument("model", help="trained model (.pff)")
         p.add_argument("--topology", required=True, help="PDB file (residues HOH, NA, CL, K, LI; box from CRYST1)")
         p.add_argument("-o", "--output", required=True, help="System XML to write")
-        p.add_argument("--implementation", default="torch", choices=["torch", "python"],
-                       help="openmm-torch TorchForce (default, GPU plugin) or openmm.PythonForce")
+        p.add_argument("--implementation", default="python", choices=["torch", "python"],
+                       help="openmm.PythonForce (default: the XML loads with a plain XmlSerializer) or "
+                            "openmm-torch TorchForce (GPU plugin; its XML does not load back with openmmtorch 1.5 "
+                            "from PyPI, see docs/openmm.md)")
         p.add_argument("--cutoff", type=float, default=0.9, help="nonbonded cutoff (nm, default 0.9)")
         p.add_argument("--total-charge", type=float, help="net charge (e); default: formal ion charges")
 

@@ -8,12 +8,15 @@ import tempfile
 from polarff.errors import InputError
 
 
-def export_system(model_path: str, topology_path: str, output: str, implementation: str = "torch",
+def export_system(model_path: str, topology_path: str, output: str, implementation: str = "python",
                   nonbonded_cutoff_nm: float = 0.9, total_charge: float | None = None) -> dict:
     """Write ``create_system(model, topology)`` as System XML (atomically); returns a summary dict.
 
-    The XML holds the fixed terms and the polarff force with its TorchScript module embedded, so a plain
-    OpenMM script can ``XmlSerializer.deserialize`` it (after ``import openmmtorch`` for the TorchForce).
+    The XML holds the fixed terms and the polarff force with its TorchScript module embedded. With the
+    default ``implementation="python"`` (``openmm.PythonForce``) a plain OpenMM script loads it with
+    ``XmlSerializer.deserialize`` (polarff must be importable: the force's pickle refers to it). TorchForce
+    XML is written too, but openmmtorch 1.5 from PyPI segfaults when deserialising any TorchForce
+    (docs/repro/torchforce_deserialize_segfault.py); build TorchForce systems with ``create_system`` instead.
     """
     import openmm
     from openmm import app
