@@ -169,7 +169,8 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
     implementation : {'torch', 'python'}
         TorchForce (default; GPU plugin, all platforms) or PythonForce.
     nonbonded_cutoff_nm : float
-        Cutoff of Lennard-Jones and of the real-space Ewald sum (nm).
+        Cutoff of Lennard-Jones (switched smoothly to zero from 90 % of it) and of the real-space
+        Ewald sum (nm).
     total_charge : float, optional
         Net charge (e); default: the sum of formal ion charges.
     electrostatics : dict, optional
@@ -212,6 +213,9 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
     for force in system.getForces():
         if isinstance(force, openmm.NonbondedForce):
             force.setUseDispersionCorrection(periodic)
+            if periodic:  # smooth LJ truncation (energy conservation): switch over the last 10 %
+                force.setUseSwitchingFunction(True)
+                force.setSwitchingDistance(0.9 * nonbonded_cutoff_nm)
             if any(force.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) != 0
                    for i in range(force.getNumParticles())):
                 raise ModelError(f"{files}: the fixed terms carry classical charges; polarff supplies "
