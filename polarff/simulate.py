@@ -385,21 +385,63 @@ def read_pdb(path: str):
 
 
 def load_system_xml(path: str):
-    """Deserialize an OpenMM System XML (TorchForce plugin loaded first); InputError if unreadable."""
-    import torch  # noqa: F401  (must precede openmmtorch)
-    import openmm
+    """Deserialize an OpenMM System XML; InputError if unreadable.
 
-    try:
-        import openmmtorch  # noqa: F401  (registers the TorchForce serialization proxy)
-    except ImportError:
-        pass
+    openmm-torch ``TorchForce`` elements are rebuilt here from their embedded TorchScript module instead
+    of by OpenMM's XmlSerializer, which crashes (segmentation fault) on them with openmm 8.6 +
+    openmm-torch 1.5 and does not record the force name; a TorchForce whose module has the polarff
+    ``properties`` method gets the name ``polarff`` back.
+    """
+    import xml.etree.ElementTree as ElementTree
+
+    openmm = load_openmm()
     if not os.path.exists(path):
         raise InputError("System XML not found", file=path, field="system")
     with open(path) as handle:
-        try:
-            return openmm.XmlSerializer.deserialize(handle.read())
-        except Exception as exc:
-            raise InputError(f"cannot deserialize the System: {exc}", file=path, field="system") from None
+        text = handle.read()
+    try:
+        root = ElementTree.fromstring(text)
+        forces = root.find("Forces")
+        torch_elements = [] if forces is None else [f for f in forces if f.get("type") == "TorchForce"]
+        for element in torch_elements:
+            forces.remove(element)
+        system = openmm.XmlSerializer.deserialize(ElementTree.tostring(root, encoding="unicode"))
+        for element in torch_elements:
+            system.addForce(_torch_force_from_xml(element))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot deserialize the System: {exc}", file=path, field="system") from None
+    return system
+
+
+def _torch_force_from_xml(element):
+    """An ``openmmtorch.TorchForce`` from its serialized XML element (format version 4)."""
+    import io
+
+    import torch
+    import openmmtorch
+
+    from polarff.openmm.system import FORCE_NAME
+
+    encoded = element.get("encodedFileContents")
+    if not encoded:
+        raise InputError("TorchForce without an embedded module", field="encodedFileContents",
+                         expected="hex-encoded TorchScript archive", found=element.get("file"))
+    module = torch.jit.load(io.BytesIO(bytes.fromhex(encoded)))
+    force = openmmtorch.TorchForce(module)
+    force.setForceGroup(int(element.get("forceGroup", 0)))
+    force.setUsesPeriodicBoundaryConditions(element.get("usesPeriodic", "0") == "1")
+    force.setOutputsForces(element.get("outputsForces", "0") == "1")
+    for parameter in element.iterfind("GlobalParameters/Parameter"):
+        force.addGlobalParameter(parameter.get("name"), float(parameter.get("default")))
+    for derivative in element.iterfind("ParameterDerivatives/Parameter"):
+        force.addEnergyParameterDerivative(derivative.get("name"))
+    for prop in element.iterfind("Properties/Property"):
+        force.setProperty(prop.get("name"), prop.get("value"))
+    if hasattr(module, "properties"):
+        force.setName(FORCE_NAME)
+    return force
 
 
 def build_system(config: SimulationConfig, topology):
@@ -850,7 +892,7 @@ def load_trajectory(out_dir: str | os.PathLike, prefer_merged: bool = True) -> d
 
 def demo_transport(model_path: str, out_dir: str, md_ps: float = 20.0, *, n_waters: int = 111,
                    n_pairs: int = 2, md_budget_s: float = 240.0, threads: int | None = None,
-                   seed: int = 11) -> dict:
+                   seed: int = 11, equilibration_ps: float = 1.0, n_blocks: int = 4) -> dict:
     """``make demo`` stage 2: export a NaCl(aq) box, short NVT MD with the polarff force, transport.
 
     Stages (each skipped when its output exists, so an interrupted demo resumes): write the box
@@ -875,6 +917,10 @@ def demo_transport(model_path: str, out_dir: str, md_ps: float = 20.0, *, n_wate
         CPU threads (default: all cores, at most 2).
     seed : int
         Seed of the box and of the MD.
+    equilibration_ps : float
+        Equilibration before production, ps.
+    n_blocks : int
+        Blocks for the error bars.
 
     Returns
     -------
@@ -906,15 +952,15 @@ def demo_transport(model_path: str, out_dir: str, md_ps: float = 20.0, *, n_wate
         length_ps = json.loads(length_file.read_text())["length_ps"]
     else:
         ms = time_md_step(str(system_xml), str(pdb), threads=threads)
-        # reporting (charges + dipoles every 10 steps) adds ~15 %; the 1 ps equilibration comes first
-        affordable_ps = md_budget_s / (1.15 * ms * 1e-3) * 2.0e-3 - 1.0
+        # reporting (charges + dipoles every 10 steps) adds ~15 %; the equilibration comes first
+        affordable_ps = md_budget_s / (1.15 * ms * 1e-3) * 2.0e-3 - equilibration_ps
         length_ps = float(min(md_ps, affordable_ps))
-        length_ps = max(2.0, math.floor(length_ps * 2) / 2)
+        length_ps = max(min(md_ps, 2.0), math.floor(length_ps * 2) / 2)
         _atomic_write_text(length_file, json.dumps({"length_ps": length_ps, "ms_per_step": ms}))
         print(f"[demo] MD costs {ms:.1f} ms/step here: production {length_ps:g} ps "
               f"(budget {md_budget_s:.0f} s, requested up to {md_ps:g} ps)", flush=True)
     config = SimulationConfig(topology=str(pdb), system=str(system_xml), ensemble="nvt", temperature_k=298.15,
-                              friction_per_ps=1.0, timestep_fs=2.0, length_ps=length_ps, equilibration_ps=1.0,
+                              friction_per_ps=1.0, timestep_fs=2.0, length_ps=length_ps, equilibration_ps=equilibration_ps,
                               minimize=True, minimize_iterations=200, report_interval_fs=20.0,
                               energy_interval_fs=200.0, checkpoint_interval_ps=1.0, threads=threads, seed=seed,
                               output=str(md / "run"))
@@ -923,7 +969,7 @@ def demo_transport(model_path: str, out_dir: str, md_ps: float = 20.0, *, n_wate
         print(f"[demo] stage 3: NVT MD at 298.15 K, {length_ps:g} ps (resumable)", flush=True)
         run_simulation(config, run)
     traj = load_trajectory(run)
-    summary = transport_summary(traj, n_blocks=4)
+    summary = transport_summary(traj, n_blocks=n_blocks)
     print(format_transport(summary, title=f"[demo] transport from a {length_ps:g} ps polarff run of "
                                           f"{n_waters} H2O + {n_pairs} NaCl (SHORT-RUN ESTIMATE)"), flush=True)
     _atomic_write_text(md / "transport.json", json.dumps(summary, indent=1, default=float))
