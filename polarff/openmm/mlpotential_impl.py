@@ -25,11 +25,10 @@ class PolarffPotentialImpl(MLPotentialImpl):
         except ImportError as exc:
             raise ImportError(f"polarff needs torch 2.9.x ({exc}); install with `pip install polarff`") from None
         import openmm
-        from openmm import app, unit
+        from openmm import unit
 
         from polarff.artifact import load_model
-        from polarff.build import forcefield_path
-        from polarff.openmm.system import build_potential, make_force
+        from polarff.openmm.system import build_potential, fixed_terms_system, make_force
 
         model = load_model(self.model_path)
         atoms = None if atoms is None else list(atoms)
@@ -45,11 +44,8 @@ class PolarffPotentialImpl(MLPotentialImpl):
         force.setForceGroup(forceGroup)
         system.addForce(force)
         if atoms is None:  # whole-system potential: add the fixed Lennard-Jones terms too
-            fixed = app.ForceField(forcefield_path("polarff_fixed_terms.xml")).createSystem(
-                topology, nonbondedMethod=app.CutoffPeriodic if periodic else app.NoCutoff,
-                nonbondedCutoff=options["cutoff_nm"] * unit.nanometer, rigidWater=False, removeCMMotion=False)
+            fixed = fixed_terms_system(topology, options["cutoff_nm"], rigid_water=False, remove_cm_motion=False)
             for f in fixed.getForces():
                 if isinstance(f, openmm.NonbondedForce):
-                    f.setUseDispersionCorrection(periodic)
                     f.setForceGroup(forceGroup)
                     system.addForce(openmm.XmlSerializer.clone(f))

@@ -153,6 +153,37 @@ class PolarffCallback:
         return energy, forces
 
 
+def fixed_terms_system(topology, nonbonded_cutoff_nm: float = 0.9, forcefield_files: Sequence[str] | None = None,
+                       rigid_water: bool = True, remove_cm_motion: bool = True):
+    """System with the fixed terms only: water geometry and Lennard-Jones (switched from 90 % of the cutoff,
+    dispersion correction when periodic); ModelError if the XML carries charges or does not fit the topology."""
+    import openmm
+    from openmm import app, unit
+
+    from polarff.build import forcefield_path
+
+    periodic = topology.getPeriodicBoxVectors() is not None
+    files = list(forcefield_files or [forcefield_path("polarff_fixed_terms.xml")])
+    ff = app.ForceField(*files)
+    try:
+        system = ff.createSystem(topology, nonbondedMethod=app.CutoffPeriodic if periodic else app.NoCutoff,
+                                 nonbondedCutoff=nonbonded_cutoff_nm * unit.nanometer,
+                                 rigidWater=rigid_water, removeCMMotion=remove_cm_motion)
+    except ValueError as exc:
+        raise ModelError(f"the fixed-term force field {files} does not match the topology: {exc}") from None
+    for force in system.getForces():
+        if isinstance(force, openmm.NonbondedForce):
+            force.setUseDispersionCorrection(periodic)
+            if periodic:  # smooth LJ truncation (energy conservation): switch over the last 10 %
+                force.setUseSwitchingFunction(True)
+                force.setSwitchingDistance(0.9 * nonbonded_cutoff_nm)
+            if any(force.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) != 0
+                   for i in range(force.getNumParticles())):
+                raise ModelError(f"{files}: the fixed terms carry classical charges; polarff supplies "
+                                 "electrostatics, so use an XML whose charges are 0")
+    return system
+
+
 def create_system(model, topology, *, implementation: str = "torch", nonbonded_cutoff_nm: float = 0.9,
                   total_charge: float | None = None, electrostatics: dict | None = None,
                   forcefield_files: Sequence[str] | None = None, rigid_water: bool = True,
@@ -186,10 +217,7 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
     -------
     openmm.System
     """
-    import openmm
-    from openmm import app, unit
-
-    from polarff.build import forcefield_path
+    from openmm import unit
 
     if not isinstance(model, PolarffModel):
         model = load_model(model)
@@ -202,24 +230,7 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
         if nonbonded_cutoff_nm >= half:
             raise ConfigError(f"nonbonded_cutoff_nm={nonbonded_cutoff_nm} nm must be below half the box "
                               f"({half:.3f} nm)")
-    files = list(forcefield_files or [forcefield_path("polarff_fixed_terms.xml")])
-    ff = app.ForceField(*files)
-    try:
-        system = ff.createSystem(topology, nonbondedMethod=app.CutoffPeriodic if periodic else app.NoCutoff,
-                                 nonbondedCutoff=nonbonded_cutoff_nm * unit.nanometer,
-                                 rigidWater=rigid_water, removeCMMotion=remove_cm_motion)
-    except ValueError as exc:
-        raise ModelError(f"the fixed-term force field {files} does not match the topology: {exc}") from None
-    for force in system.getForces():
-        if isinstance(force, openmm.NonbondedForce):
-            force.setUseDispersionCorrection(periodic)
-            if periodic:  # smooth LJ truncation (energy conservation): switch over the last 10 %
-                force.setUseSwitchingFunction(True)
-                force.setSwitchingDistance(0.9 * nonbonded_cutoff_nm)
-            if any(force.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) != 0
-                   for i in range(force.getNumParticles())):
-                raise ModelError(f"{files}: the fixed terms carry classical charges; polarff supplies "
-                                 "electrostatics, so use an XML whose charges are 0")
+    system = fixed_terms_system(topology, nonbonded_cutoff_nm, forcefield_files, rigid_water, remove_cm_motion)
     options = {"cutoff_nm": nonbonded_cutoff_nm, "induction_cutoff_nm": min(nonbonded_cutoff_nm, 0.9)}
     options.update(electrostatics or {})
     module = build_potential(model, topology, None, total_charge, options)
