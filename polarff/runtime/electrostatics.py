@@ -27,17 +27,31 @@ Induction (AMOEBA-style exponential Thole damping, ``u = r/(alpha_i alpha_j)^(1/
     minimum image. There is no Ewald sum for the dipoles, so long-range (> cutoff) polarisation by ions
     and the dipolar lattice sum are missing.
 
-    **Solver:** the symmetric form ``(I - S T S) nu = S E`` with ``S = diag(sqrt(alpha))`` and
-    ``mu = S nu`` (this is conjugate gradients on ``(alpha^-1 - T) mu = E`` with the Jacobi
-    preconditioner, whose diagonal is ``alpha^-1``) is solved matrix-free over the pair list by a FIXED
-    number of conjugate-gradient iterations started from zero. The energy is therefore a smooth,
-    deterministic function of positions (and of the charges and polarizabilities), and forces from
-    ``torch.autograd`` through the iterations are the exact gradient of the energy that is returned, which
-    conserves energy in NVE. For CG from zero the returned energy equals the variational induction
-    energy at the iterate, so its error is quadratic in the solver error. Measured on liquid water
-    (polarizabilities O 0.0013, H 0.0005 nm^3, 0.9 nm cutoff): relative residual
-    ``|S E - (I - S T S) nu| / |S E|`` about 1e-2 after 4 iterations, 1e-4 after 8 and 1e-6 after 12;
-    :meth:`Electrostatics.induction_residual` reports it for any configuration.
+    **Solver:** the symmetric form ``A nu = b`` with ``A = I - S T S``, ``S = diag(sqrt(alpha))``,
+    ``b = S E`` and ``mu = S nu`` (conjugate gradients on ``(alpha^-1 - T) mu = E`` with the Jacobi
+    preconditioner ``alpha^-1``) is solved matrix-free with a block-sparse (BSR, 3x3 blocks) copy of
+    ``S T S`` built from the pair list, by a FIXED number K of conjugate-gradient iterations started from
+    zero. The energy returned is the variational functional ``phi(nu) = 1/2 nu.A nu - b.nu`` at the CG
+    iterate ``nu_K`` (for CG from zero this equals ``-1/2 mu.E`` up to round-off), times ONE_4PI_EPS0.
+    It is a smooth, deterministic function of positions, charges and polarizabilities, and its error
+    is quadratic in the solver error.
+
+    **Exact forces:** CG makes ``nu_K`` the minimiser of ``phi`` over the Krylov space, so by the
+    envelope theorem the derivative of ``phi(nu_K)`` equals its derivative with the CG step sizes held
+    fixed. That derivative is computed by reverse-mode differentiation of the CG recursion
+    (K more sparse matrix-vector products, no autograd graph through the iterations), and handed to
+    autograd through a linear surrogate in the differentiable inputs (pair vectors, damping
+    coefficients, sqrt(alpha), charges). So ``torch.autograd`` gives the exact gradient of the energy
+    that is returned (tests check it against autograd straight through the iterations and against
+    finite differences), which conserves energy in NVE even when the solve is not converged. Only first
+    derivatives are exact. The solver copies are made with ``clone()`` under ``no_grad``, not with
+    ``detach()``: ``torch.jit.freeze``, which openmm-torch applies to every TorchForce module, removes
+    ``detach`` and merges identical expressions across ``no_grad`` regions.
+
+    Measured on 214 waters + NaCl (polarizabilities O 0.837, H 0.496, Na 0.15, Cl 3.5 Å^3, 0.6 nm
+    cutoff): relative residual ``|b - A nu| / |b|`` 1.1e-2, 1.2e-3, 1.4e-4, 1.5e-5 after 4, 6, 8, 10
+    iterations, relative induction-energy error 1.6e-4, 1.8e-6, 2.4e-8, 3e-10.
+    :meth:`Electrostatics.induction_residual` reports the residual for any configuration.
 """
 
 from __future__ import annotations
@@ -300,7 +314,9 @@ class Electrostatics(torch.nn.Module):
     periodic : bool
         Periodic boundary conditions (Ewald/PME) or an isolated system (direct sum).
     cutoff_nm : float, optional
-        Real-space cutoff of the permanent-charge Ewald sum, nm (unused when not periodic).
+        Real-space cutoff of the permanent-charge Ewald sum, nm (unused when not periodic). The
+        accuracy is set by ``ewald_error_tolerance``, not by the cutoff; a short cutoff is cheaper
+        in torch. Must not exceed half the smallest box width.
     method : {'pme', 'ewald'}, optional
         Reciprocal-space method for periodic systems (torch-pme ``PMECalculator`` or
         ``EwaldCalculator``).
@@ -315,7 +331,9 @@ class Electrostatics(torch.nn.Module):
     induction : bool, optional
         Whether to add the induction energy.
     induction_cutoff_nm : float, optional
-        Cutoff of the induction pair terms, nm (periodic and non-periodic).
+        Cutoff of the induction pair terms, nm (periodic and non-periodic). This is a model
+        approximation: on 214 waters + NaCl the induction energy is -2149 kJ/mol at 0.6 nm and
+        -2051 kJ/mol at 0.9 nm.
     induction_switch_width_nm : float, optional
         Width of the smooth switch that ends at ``induction_cutoff_nm``, nm.
     n_induction_iterations : int, optional
@@ -338,10 +356,10 @@ class Electrostatics(torch.nn.Module):
     Work in float64 on CPU (OpenMM's CPU and Reference platforms hand TorchForce float64 positions).
     """
 
-    def __init__(self, n_atoms: int, exclusions: object, periodic: bool, cutoff_nm: float = 0.9,
+    def __init__(self, n_atoms: int, exclusions: object, periodic: bool, cutoff_nm: float = 0.6,
                  method: str = "pme", ewald_error_tolerance: float = 5.0e-4,
                  pme_interpolation_nodes: int = 5, thole_a: float = 0.39, induction: bool = True,
-                 induction_cutoff_nm: float = 0.9, induction_switch_width_nm: float = 0.1,
+                 induction_cutoff_nm: float = 0.6, induction_switch_width_nm: float = 0.1,
                  n_induction_iterations: int = 8):
         super().__init__()
         _check_options(n_atoms, cutoff_nm, method, ewald_error_tolerance, pme_interpolation_nodes,
@@ -537,28 +555,49 @@ class Electrostatics(torch.nn.Module):
         fixed_coef3 = _gradient_free_copy(coef3)
         fixed_coef5 = _gradient_free_copy(coef5)
         fixed_scale = _gradient_free_copy(scale)
-        field = _charge_field(_gradient_free_copy(charges), i, j, fixed_vectors,
-                              fixed_coef3 * allowed, self.n_atoms)
+        fixed_charges = _gradient_free_copy(charges)
+        fixed_field_coef = fixed_coef3 * allowed
+        field = _charge_field(fixed_charges, i, j, fixed_vectors, fixed_field_coef, self.n_atoms)
         rhs = fixed_scale.unsqueeze(1) * field
-        fixed_pair_scale = fixed_scale[i] * fixed_scale[j]
-        coupling = coupling_matrix(i, j, dipole_blocks(fixed_vectors, fixed_coef3 * fixed_pair_scale,
-                                                       fixed_coef5 * fixed_pair_scale),
-                                   self.n_atoms)
+        scale_i, scale_j = fixed_scale.index_select(0, i), fixed_scale.index_select(0, j)
+        pair_scale = scale_i * scale_j
+        coupling = coupling_matrix(i, j, dipole_blocks(fixed_vectors, fixed_coef3 * pair_scale,
+                                                       fixed_coef5 * pair_scale), self.n_atoms)
         solution, energy, left, right, rhs_sensitivity = conjugate_gradient_with_adjoint(
             coupling, rhs, self.n_induction_iterations)
-        contraction = pair_contractions(left, right, i, j)
-        trace = contraction.diagonal(dim1=1, dim2=2).sum(1)
         residual = apply_induction_operator(coupling, solution) - rhs
         relative_residual = torch.linalg.norm(residual) / torch.linalg.norm(rhs).clamp(min=1e-300)
-        # surrogate whose gradient is the exact gradient of `energy` (see the module docstring)
-        contracted = (contraction * vectors.unsqueeze(1)).sum(2)
-        quadratic = (contracted * vectors).sum(1)
-        coupling_term = -(scale[i] * scale[j] * (coef5 * quadratic - coef3 * trace)).sum()
-        weights = rhs_sensitivity * scale.unsqueeze(1)
-        field_term = (field_coef.unsqueeze(1)
-                      * (charges[i].unsqueeze(1) * weights[j] - charges[j].unsqueeze(1) * weights[i])
-                      * vectors).sum()
-        surrogate = coupling_term + field_term
+
+        # First derivatives of `energy` w.r.t. the pair coefficients, pair vectors, sqrt(alpha) and
+        # charges at fixed CG step sizes (exact by the envelope theorem, see the module docstring).
+        # dA = -d(S T S): sum_m u_m^T dA v_m = -sum_pairs d(s_i s_j B_p) : Q_p.
+        contraction = pair_contractions(left, right, i, j)
+        trace = contraction.diagonal(dim1=1, dim2=2).sum(1)
+        symmetric_dot = ((contraction + contraction.transpose(1, 2))
+                         * fixed_vectors.unsqueeze(1)).sum(2)  # (Q + Q^T) d
+        quadratic = 0.5 * (symmetric_dot * fixed_vectors).sum(1)  # d^T Q d
+        # h^T db with b_i = s_i E_i and E_i = sum_j q_j c_ij (r_i - r_j)
+        weights = rhs_sensitivity * fixed_scale.unsqueeze(1)
+        charge_i, charge_j = fixed_charges.index_select(0, i), fixed_charges.index_select(0, j)
+        weighted_i = weights.index_select(0, i)
+        weighted_j = weights.index_select(0, j)
+        field_direction = (charge_i.unsqueeze(1) * weighted_j - charge_j.unsqueeze(1) * weighted_i)
+        projection_i = (weighted_i * fixed_vectors).sum(1)
+        projection_j = (weighted_j * fixed_vectors).sum(1)
+        coupling_strength = fixed_coef3 * trace - fixed_coef5 * quadratic
+        d_coef5 = -pair_scale * quadratic
+        d_coef3 = pair_scale * trace + allowed * (field_direction * fixed_vectors).sum(1)
+        d_vectors = (fixed_field_coef.unsqueeze(1) * field_direction
+                     - (pair_scale * fixed_coef5).unsqueeze(1) * symmetric_dot)
+        # d/d s_i: coupling s_i s_j, and the weights w_i = h_i s_i (projection_i = s_i h_i . d)
+        d_scale_i = coupling_strength * scale_j - fixed_field_coef * charge_j * projection_i / scale_i
+        d_scale_j = coupling_strength * scale_i + fixed_field_coef * charge_i * projection_j / scale_j
+        zeros = torch.zeros_like(fixed_scale)
+        d_scale = zeros.index_add(0, i, d_scale_i).index_add(0, j, d_scale_j)
+        d_charges = zeros.index_add(0, i, fixed_field_coef * projection_j).index_add(
+            0, j, -fixed_field_coef * projection_i)
+        surrogate = ((d_coef5 * coef5).sum() + (d_coef3 * coef3).sum() + (d_vectors * vectors).sum()
+                     + (d_scale * scale).sum() + (d_charges * charges).sum())
         total = energy + surrogate - _gradient_free_copy(surrogate)
         dipoles = fixed_scale.unsqueeze(1) * solution
         return self.coulomb_constant * total, dipoles, relative_residual
