@@ -28,7 +28,8 @@ polarizable forces, parametrised with the model's charges and polarizabilities a
     which damp all pairs). Integrate with ``openmm.DrudeSCFIntegrator`` (self-consistent Drude
     positions every step: the analogue of mutual induction) or ``openmm.DrudeLangevinIntegrator``
     (extended Lagrangian, cold Drudes), see :func:`drude_integrator`. The returned topology and
-    positions include the Drude particles (element None, residue-mates of their parents).
+    positions include the Drude particles (appended after the atoms, one residue ``DRD`` each in an
+    extra chain, element None, starting on their parents).
 
 The parameters are those of a fixed-charge polarizable force field between updates. The
 :class:`NativeParameterUpdater` re-evaluates the model every ``update_interval`` steps and calls
@@ -669,24 +670,29 @@ def _set_drude_parameters(force, nonbonded, atoms: np.ndarray, drude_particles: 
 
 
 def _topology_with_drudes(topology, positions: np.ndarray, drude_index: np.ndarray):
-    """Copy of ``topology`` with each Drude particle (element None, name 'D' + parent name) added to
-    its parent's residue after all atoms, so that ``atom.index`` equals the System particle index."""
+    """Copy of ``topology`` plus one chain of Drude particles (one residue ``DRD`` each, atom name 'D' +
+    parent name, element None), in System order, so that ``atom.index`` is the System particle index.
+
+    OpenMM topologies need the atoms of a residue to be contiguous, and the Drude particles come after
+    all atoms in the System, so they cannot sit in their parents' residues."""
     from openmm import app
 
     out = app.Topology()
     out.setPeriodicBoxVectors(topology.getPeriodicBoxVectors())
-    new_atoms, new_residues = {}, {}
+    new_atoms = {}
     for chain in topology.chains():
         new_chain = out.addChain(chain.id)
         for residue in chain.residues():
             new_residue = out.addResidue(residue.name, new_chain, residue.id, residue.insertionCode)
-            new_residues[residue.index] = new_residue
             for atom in residue.atoms():
                 new_atoms[atom.index] = out.addAtom(atom.name, atom.element, new_residue, atom.id)
     for bond in topology.bonds():
         out.addBond(new_atoms[bond[0].index], new_atoms[bond[1].index])
-    parents = [atom for atom in topology.atoms() if drude_index[atom.index] >= 0]
-    for atom in sorted(parents, key=lambda a: drude_index[a.index]):
-        out.addAtom("D" + atom.name, None, new_residues[atom.residue.index])
-    parent_order = np.array([a.index for a in sorted(parents, key=lambda a: drude_index[a.index])], dtype=int)
-    return out, np.concatenate([positions, positions[parent_order]])
+    atoms = list(topology.atoms())
+    parents = sorted(np.flatnonzero(drude_index >= 0).tolist(), key=lambda a: drude_index[a])
+    if parents:
+        drude_chain = out.addChain("D")
+        for parent in parents:
+            residue = out.addResidue("DRD", drude_chain)
+            out.addAtom("D" + atoms[parent].name, None, residue)
+    return out, np.concatenate([positions, positions[np.array(parents, dtype=int)].reshape(-1, 3)])
