@@ -1,0 +1,170 @@
+"""polarff benchmark: transport analysis on known random walks, dipole conventions, sampling plan, report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import water_box
+from polarff.benchmark import (agreement, analyze_transport, compare_dipole_series, error_scaling,
+                               geometric_water_dipole, molecular_translational_dipole, required_length,
+                               sampling_plan)
+
+#: 1e-9 m²/s expressed in nm²/ps.
+D_UNIT_NM2_PS = 1e-3
+
+
+def random_walk_trajectory(seed: int = 0, n_waters: int = 24, n_pairs: int = 4, n_frames: int = 4000,
+                           dt_ps: float = 0.01, box_nm: float = 1.6) -> tuple[dict, dict]:
+    """A trajectory dict in the simulate format: rigid waters and ions doing independent Brownian motion.
+
+    Waters move as a whole (O, H, H share the displacement), so every molecule stays whole; the true
+    diffusion coefficients are returned (1e-9 m²/s).
+    """
+    rng = np.random.default_rng(seed)
+    true_d = {"H2O": 2.3, "Na+": 1.3, "Cl-": 2.0}
+    n_mol = n_waters + 2 * n_pairs
+    d_mol = np.array([true_d["H2O"]] * n_waters + [true_d["Na+"]] * n_pairs + [true_d["Cl-"]] * n_pairs)
+    steps = rng.normal(size=(n_frames, n_mol, 3)) * np.sqrt(2 * d_mol * D_UNIT_NM2_PS * dt_ps)[None, :, None]
+    centres = rng.uniform(0, box_nm, size=(n_mol, 3)) + np.cumsum(steps, axis=0)
+    template = np.array([[0.0, 0.0, 0.0], [0.0757, 0.0586, 0.0], [-0.0757, 0.0586, 0.0]])
+    positions = np.concatenate([(centres[:, :n_waters, None, :] + template).reshape(n_frames, -1, 3),
+                                centres[:, n_waters:]], axis=1)
+    symbols = ["O", "H", "H"] * n_waters + ["Na"] * n_pairs + ["Cl"] * n_pairs
+    charges = np.array([-0.834, 0.417, 0.417] * n_waters + [1.0] * n_pairs + [-1.0] * n_pairs)
+    residue_index = np.concatenate([np.repeat(np.arange(n_waters), 3), n_waters + np.arange(2 * n_pairs)])
+    traj = {"time": dt_ps * np.arange(1, n_frames + 1), "positions": positions,
+            "box": np.tile(np.eye(3) * box_nm, (n_frames, 1, 1)), "charges": np.tile(charges, (n_frames, 1)),
+            "symbols": np.array(symbols), "residue_names": np.array(["HOH"] * 3 * n_waters + ["NA"] * n_pairs
+                                                                    + ["CL"] * n_pairs),
+            "residue_index": residue_index, "masses": np.array([15.999, 1.008, 1.008] * n_waters
+                                                                + [22.99] * n_pairs + [35.45] * n_pairs),
+            "temperature_k": np.float64(298.15), "timestep_ps": np.float64(0.002)}
+    traj["dipole"] = np.einsum("tnk,tn->tk", positions, traj["charges"])
+    return traj, true_d
+
+
+def test_transport_analysis_recovers_known_diffusion_and_uncorrelated_conductivity():
+    traj, true_d = random_walk_trajectory()
+    summary, curves = analyze_transport(traj, n_blocks=5)
+    for label, d in summary["diffusion"].items():
+        assert abs(d["pbc"] - true_d[label]) < max(4 * d["error"], 0.08 * true_d[label]), (label, d)
+        assert d["corrected"] == pytest.approx(d["pbc"] + d["yh_correction"])
+    assert summary["diffusion"]["Na+"]["n_atoms"] == 4 and summary["diffusion"]["H2O"]["n_atoms"] == 24
+    cond = summary["conductivity"]
+    # independent ions: Einstein–Helfand equals Nernst–Einstein (Haven ratio 1) within the error bars;
+    # water is neutral and rigid, so the molecular translational dipole is the formal ion dipole
+    assert abs(cond["eh"]["sigma"] - cond["ne"]["sigma"]) < 3 * np.hypot(cond["eh"]["error"], cond["ne"]["error"])
+    assert cond["eh"]["sigma"] == pytest.approx(cond["eh_formal"]["sigma"], rel=1e-9)
+    assert cond["gk"]["sigma"] > 0
+    # NE by hand: σ = e² / (V k_B T) Σ N z² D  (V = 1.6³ nm³)
+    e, kb = 1.602176634e-19, 1.380649e-23
+    d_true_si = (4 * true_d["Na+"] + 4 * true_d["Cl-"]) * 1e-9
+    sigma_true = e ** 2 / (1.6e-9 ** 3 * kb * 298.15) * d_true_si
+    assert cond["ne"]["sigma"] == pytest.approx(sigma_true, rel=0.15)
+    assert summary["concentration_mol_l"] == pytest.approx(4 / (6.02214076e23 * 1.6 ** 3 * 1e-24), rel=1e-6)
+    assert cond["molar_conductivity"]["value"] == pytest.approx(10 * cond["eh"]["sigma"] / summary["concentration_mol_l"])
+
+
+def test_molecular_translational_dipole_drops_only_the_bounded_rotational_part():
+    traj, _ = random_walk_trajectory(n_frames=50)
+    pos, masses, residues = traj["positions"], traj["masses"], traj["residue_index"]
+    charges = traj["charges"].copy()
+    charges[:, 0] += 0.05  # a water molecule with net charge +0.05 and an ion with -0.05: charge transfer
+    charges[:, -1] -= 0.05
+    m_trans = molecular_translational_dipole(pos, charges, masses, residues)
+    full = np.einsum("tnk,tn->tk", pos, charges)
+    # waters translate rigidly here, so Σ q r − Σ Q R is constant in time (the fixed molecular dipoles)
+    difference = full - m_trans
+    np.testing.assert_allclose(difference, np.broadcast_to(difference[0], difference.shape), atol=1e-10)
+    # and it changes with a rotation of a molecule, which leaves Σ Q R unchanged
+    rotated = pos.copy()
+    rotated[:, 1:3] = 2 * rotated[:, [0]] - rotated[:, 1:3]  # reflect the H atoms of water 0 through O
+    m_rot = molecular_translational_dipole(rotated, charges, masses, residues)
+    centre_shift = (masses[1:3].sum() * 2 * (pos[:, 0] - pos[:, 1:3].mean(axis=1))) / masses[:3].sum()
+    np.testing.assert_allclose(m_rot - m_trans, 0.05 * centre_shift, atol=1e-10)
+
+
+def test_tnep_dipole_convention_round_trip():
+    """M = Σ (r_H1 + r_H2 − 2 r_O) − 2 Σ adipole inverts polarff.tnep.gpumd_dipole_from_molecular."""
+    from polarff.tnep import gpumd_dipole_from_molecular
+
+    frame = water_box(n_side=2, seed=4)
+    mu = np.random.default_rng(2).normal(size=(8, 3))
+    adipole_sum = gpumd_dipole_from_molecular(frame, mu)  # Å
+    from polarff.data import unwrap_molecules
+
+    whole_nm = unwrap_molecules(frame)[None] / 10.0
+    geometric = geometric_water_dipole(whole_nm, frame.symbols, None)[0]
+    np.testing.assert_allclose(geometric - 2 * adipole_sum, mu.sum(axis=0), atol=1e-9)
+
+
+def test_dipole_series_comparison_and_error_scaling():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(500, 3)) + 5.0
+    same = compare_dipole_series(reference + 2.0, reference)
+    assert same["correlation"] == pytest.approx(1.0) and same["rmse"] == pytest.approx(0.0, abs=1e-12)
+    assert same["std_ratio"] == pytest.approx(1.0) and same["mean_difference"] == pytest.approx(np.sqrt(12))
+    half = compare_dipole_series(0.5 * reference, reference)
+    assert half["std_ratio"] == pytest.approx(0.5) and half["correlation"] == pytest.approx(1.0)
+    lengths = np.array([10.0, 20.0, 40.0, 80.0])
+    assert error_scaling(lengths, 3.0 / np.sqrt(lengths)) == pytest.approx(3.0)
+    assert required_length(3.0, 0.3) == pytest.approx(100.0)
+    assert agreement(1.0, 0.05, 1.1).endswith("within 15 %")
+    assert "outside" in agreement(2.0, 0.1, 1.0)
+    assert "undetermined" in agreement(1.1, 0.5, 1.0)
+
+
+def test_sampling_plan_errors_shrink_with_run_length():
+    traj, _ = random_walk_trajectory(n_frames=4000, seed=5)
+    plan = sampling_plan(traj, fractions=(1 / 16, 1.0), n_blocks=4)
+    assert set(plan) == {"D(H2O)", "D(Na+)", "D(Cl-)", "sigma_EH"}
+    water = plan["D(H2O)"]
+    assert water["lengths_ps"] == pytest.approx([2.5, 40.0])
+    assert water["fit_window_ps"] == pytest.approx([0.061, 0.305])  # of 62-frame blocks
+    # 16 times longer: the error bar shrinks about 4-fold (a 4-block error estimate scatters by ~40 %)
+    assert 1.5 < water["errors"][0] / water["errors"][1] < 12
+    assert water["length_for_5pct"] == pytest.approx(4 * water["length_for_10pct"])
+
+
+@pytest.mark.slow
+def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
+    """The whole command on tiny boxes and sub-ps runs: every section, plot and result is written."""
+    from polarff.cli import main
+
+    _, _, model_path = trained_model
+    out, report = tmp_path / "bench", tmp_path / "docs" / "tiny.md"
+    argv = ["benchmark", str(model_path), "-o", str(out), "--report", str(report), "--waters", "16",
+            "--pairs", "1", "--pure-waters", "16", "--length-ps", "0.24", "--water-length-ps", "0.24",
+            "--equilibration-ps", "0.02", "--report-interval-fs", "4", "--blocks", "4", "--minimize-iterations", "10"]
+    assert main(argv) == 0
+    text = report.read_text()
+    for section in ("## Command", "## What ran", "## Self-diffusion at 298 K", "## Ionic conductivity",
+                    "## IR spectrum", "## polarff dipoles vs the TNEP dipole model", "## Sampling plan",
+                    "## Sources"):
+        assert section in text, section
+    for run in ("polarff-nacl", "formal-nacl", "scaled-nacl", "polarff-water", "tip3p-water"):
+        assert f"| {run} |" in text
+    assert "polarff benchmark" in text and "±" in text and "Chambers" in text and "Bertie" in text
+    for name in ("msd", "conductivity", "ir"):
+        png = report.parent / "img" / f"tiny-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"img/tiny-{name}.png" in text
+    results = json.loads((out / "results.json").read_text())
+    scaled, formal = (results["transport"][k]["conductivity"] for k in ("scaled-nacl", "formal-nacl"))
+    assert scaled["ne"]["ion_charges"]["Na"] == pytest.approx(0.75)
+    assert formal["eh"]["sigma"] == pytest.approx(formal["eh_formal"]["sigma"])  # neutral rigid TIP3P waters
+    tnep = results["tnep"]
+    assert "skipped" in tnep or tnep["runs"]["polarff-water"]["n_frames"] == 60
+    capsys.readouterr()
+    assert main(argv) == 0  # finished runs are read, not rerun
+    assert "reading the finished run" in capsys.readouterr().err
+
+
+def test_benchmark_cli_errors(tmp_path, capsys):
+    from polarff.cli import main
+
+    assert main(["benchmark", str(tmp_path / "missing.pff"), "-o", str(tmp_path / "b")]) == 2
+    assert "model file not found" in capsys.readouterr().err
