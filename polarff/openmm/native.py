@@ -504,11 +504,9 @@ def _box_nm(topology) -> np.ndarray:
 
 def _fixed_term_system(topology, cutoff_nm: float, periodic: bool, forcefield_files, rigid_water: bool,
                        remove_cm_motion: bool):
-    """System of the zero-charge fixed terms (Lennard-Jones, water geometry), as create_system builds it."""
-    import openmm
-    from openmm import app, unit
-
-    from polarff.build import forcefield_path
+    """The zero-charge fixed terms exactly as :func:`polarff.openmm.system.create_system` builds them
+    (water geometry, Lennard-Jones switched over the last 10 % of the cutoff)."""
+    from polarff.openmm.system import fixed_terms_system
 
     if periodic:
         box = _box_nm(topology)
@@ -516,22 +514,8 @@ def _fixed_term_system(topology, cutoff_nm: float, periodic: bool, forcefield_fi
         if not 0 < cutoff_nm < half:
             raise ConfigError(f"nonbonded_cutoff_nm={cutoff_nm} nm must be positive and below half the box "
                               f"({half:.3f} nm)")
-    files = list(forcefield_files or [forcefield_path("polarff_fixed_terms.xml")])
-    try:
-        system = app.ForceField(*files).createSystem(
-            topology, nonbondedMethod=app.CutoffPeriodic if periodic else app.NoCutoff,
-            nonbondedCutoff=cutoff_nm * unit.nanometer, rigidWater=rigid_water,
-            removeCMMotion=remove_cm_motion)
-    except ValueError as exc:
-        raise ModelError(f"the fixed-term force field {files} does not match the topology: {exc}") from None
-    nonbonded = _nonbonded_force(system)
-    nonbonded.setUseDispersionCorrection(periodic)
-    for i in range(nonbonded.getNumParticles()):
-        if nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) != 0:
-            raise ModelError(f"{files}: the fixed terms carry classical charges; native mode supplies the "
-                             "charges, so use an XML whose charges are 0")
-    if not isinstance(nonbonded, openmm.NonbondedForce):
-        raise ModelError(f"{files}: expected a NonbondedForce for the Lennard-Jones terms")
+    system = fixed_terms_system(topology, cutoff_nm, forcefield_files, rigid_water, remove_cm_motion)
+    _nonbonded_force(system)
     return system
 
 
