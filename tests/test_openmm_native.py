@@ -237,6 +237,37 @@ def test_drude_mode_matches_amoeba_for_distant_ions(responsive_model):
     assert energies["drude"] == pytest.approx(energies["amoeba"], abs=1e-2 * abs(first_order_induction))
 
 
+def test_drude_water_box_parameters_and_langevin_run(responsive_model, small_box):
+    """Liquid: one Drude per O and ion carrying the molecule's hydrogen polarizabilities; charges add up."""
+    topology, positions, box = small_box
+    native = create_native_system(responsive_model, topology, positions, mode="drude", update_interval=5,
+                                  nonbonded_cutoff_nm=CUTOFF_NM)
+    system, updater = native
+    n_atoms = topology.getNumAtoms()
+    drude_force = find_native_force(system)
+    assert isinstance(drude_force, openmm.DrudeForce)
+    assert drude_force.getNumParticles() == 32 + 2 and system.getNumParticles() == n_atoms + 34
+    q_model, alpha_model = model_charges(responsive_model, topology, positions, box)
+    entries = [drude_force.getParticleParameters(k) for k in range(drude_force.getNumParticles())]
+    parents = [e[1] for e in entries]
+    assert parents == list(range(0, 96, 3)) + [96, 97]
+    hosted = alpha_model.copy()
+    hosted[0:96:3] += alpha_model[1:96:3] + alpha_model[2:96:3]
+    np.testing.assert_allclose([e[6].value_in_unit(unit.nanometer ** 3) for e in entries], hosted[parents],
+                               rtol=1e-9)
+    nonbonded = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+    site_charges = np.array([nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge)
+                             for i in range(system.getNumParticles())])
+    per_atom = site_charges[:n_atoms].copy()
+    per_atom[parents] += site_charges[n_atoms:]
+    np.testing.assert_allclose(per_atom, q_model, atol=1e-6)
+    integrator = drude_integrator("langevin", 0.0005)
+    context = make_context(system, native.positions_nm, platform="CPU", integrator=integrator)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 3)
+    updater.step(context, 20)
+    assert updater.n_updates == 5 and np.isfinite(context.getState(getEnergy=True).getPotentialEnergy()._value)
+
+
 @pytest.mark.slow
 def test_nve_native_drifts_more_than_exact(responsive_model, small_box):
     """Same start, same 0.3 ps NVE run: the exact TorchForce conserves energy, native mode does not."""

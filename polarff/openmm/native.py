@@ -19,15 +19,19 @@ polarizable forces, parametrised with the model's charges and polarizabilities a
     the energy equals polarff's (``tests/test_openmm_native.py`` checks it to 1e-4 relative).
 
 ``mode="drude"``
-    A ``DrudeForce``: every polarizable atom gets a Drude particle of fixed charge ``q_D``
+    A ``DrudeForce``: every polarizable heavy atom and ion gets a Drude particle of fixed charge ``q_D``
     (``drude_charge``, e) and mass ``drude_mass`` (taken from its parent); the spring constant follows
     from ``alpha = q_D^2 / (4 pi eps0 k)`` and the parent carries ``q - q_D`` in the NonbondedForce.
+    Hydrogen polarizabilities are added to the heavy atom they are bonded to (``drude_hydrogens``).
     Inside a molecule all charge-charge pairs (atoms and Drudes) are excluded and the Drude dipoles
     are coupled by Thole-screened ``DrudeForce`` pairs (CHARMM screening function with ``thole``);
     between molecules, charges and Drudes interact undamped through PME (unlike AMOEBA and polarff,
-    which damp all pairs). Integrate with ``openmm.DrudeSCFIntegrator`` (self-consistent Drude
-    positions every step: the analogue of mutual induction) or ``openmm.DrudeLangevinIntegrator``
-    (extended Lagrangian, cold Drudes), see :func:`drude_integrator`. The returned topology and
+    which damp all pairs). Integrate liquids with ``openmm.DrudeLangevinIntegrator`` (extended
+    Lagrangian, cold Drudes, 0.02 nm hard wall), see :func:`drude_integrator`. The
+    ``openmm.DrudeSCFIntegrator`` (Drude positions minimised every step: the analogue of mutual
+    induction) is exact for clusters and distant ions but diverges in liquid water with these
+    parameters: without intermolecular damping, a Drude particle can collapse onto a bare
+    neighbouring hydrogen (measured: NaN within 10 steps for 32 waters + NaCl, q_D = -1 and -1.7 e). The returned topology and
     positions include the Drude particles (appended after the atoms, one residue ``DRD`` each in an
     extra chain, element None, starting on their parents).
 
@@ -127,6 +131,9 @@ class NativeParameterUpdater:
         Drude mode: Drude particle index of each polarff atom (-1 for none).
     drude_charge : float, optional
         Drude mode: fixed Drude charge (e).
+    drude_hosts : sequence of int, optional
+        Drude mode: for each polarff atom, the atom whose Drude particle carries its polarizability
+        (itself, or the heavy atom a hydrogen is bonded to).
 
     Attributes
     ----------
@@ -140,7 +147,7 @@ class NativeParameterUpdater:
 
     def __init__(self, charge_model, force, mode: str, update_interval: int, atoms: Sequence[int],
                  periodic: bool, nonbonded=None, drude_particles: Sequence[int] | None = None,
-                 drude_charge: float = DEFAULT_DRUDE_CHARGE):
+                 drude_charge: float = DEFAULT_DRUDE_CHARGE, drude_hosts: Sequence[int] | None = None):
         _check_mode(mode)
         self.update_interval = _check_interval(update_interval)
         self.charge_model = charge_model
@@ -151,6 +158,7 @@ class NativeParameterUpdater:
         self.nonbonded = nonbonded
         self.drude_particles = None if drude_particles is None else np.asarray(drude_particles, dtype=int)
         self.drude_charge = float(drude_charge)
+        self.drude_hosts = None if drude_hosts is None else np.asarray(drude_hosts, dtype=int)
         self.n_updates = 0
         self.charges_: np.ndarray | None = None
         self.polarizabilities_: np.ndarray | None = None
@@ -206,8 +214,9 @@ class NativeParameterUpdater:
         if self.mode == "amoeba":
             _set_amoeba_parameters(self.force, self.atoms, charges, polarizabilities)
         else:
+            hosted = np.bincount(self.drude_hosts, weights=polarizabilities, minlength=len(self.atoms))
             _set_drude_parameters(self.force, self.nonbonded, self.atoms, self.drude_particles, charges,
-                                  polarizabilities, self.drude_charge)
+                                  hosted, self.drude_charge)
         self.charges_, self.polarizabilities_ = charges, polarizabilities
 
     def update(self, context, state=None) -> None:
@@ -279,7 +288,7 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
                          thole: float = DEFAULT_THOLE, polarization: str = "mutual",
                          mutual_induced_epsilon: float = 1.0e-5, ewald_error_tolerance: float = 5.0e-4,
                          drude_charge: float = DEFAULT_DRUDE_CHARGE,
-                         drude_mass: float = DEFAULT_DRUDE_MASS,
+                         drude_mass: float = DEFAULT_DRUDE_MASS, drude_hydrogens: bool = False,
                          forcefield_files: Sequence[str] | None = None, rigid_water: bool = True,
                          remove_cm_motion: bool = True) -> NativeSystem:
     """OpenMM System with the model's charges and polarizabilities in a native polarizable force.
@@ -311,6 +320,11 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
         PME error tolerance (AMOEBA force, and NonbondedForce in Drude mode).
     drude_charge, drude_mass : float
         Drude mode: fixed Drude charge (e) and Drude mass (dalton).
+    drude_hydrogens : bool
+        Drude mode: give hydrogens their own Drude particles. By default (False) a hydrogen's
+        polarizability is added to the heavy atom it is bonded to (as CHARMM Drude water does): bare
+        hydrogens without Lennard-Jones radius and with an undamped Drude cause a polarization
+        catastrophe in the liquid.
     forcefield_files : list of str, optional
         Fixed-term ForceField XML files (default: the shipped ``polarff_fixed_terms.xml``, zero charges).
     rigid_water, remove_cm_motion : bool
@@ -358,12 +372,13 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
         box = _box_nm(topology) if periodic else None
         _, alpha0 = NativeParameterUpdater(charge_model, None, "amoeba", 1, atoms, periodic).evaluate(
             positions, box)
-        drudes = _add_drude_particles(system, nonbonded, topology, alpha0 > MIN_POLARIZABILITY_NM3,
-                                      drude_mass, thole)
-        force, drude_index = drudes
+        hosts = _drude_hosts(topology, drude_hydrogens)
+        hosted = np.bincount(hosts, weights=alpha0, minlength=len(atoms))
+        force, drude_index = _add_drude_particles(system, nonbonded, topology, hosted > MIN_POLARIZABILITY_NM3,
+                                                  drude_mass, thole)
         updater = NativeParameterUpdater(charge_model, force, mode, update_interval, atoms, periodic,
                                          nonbonded=nonbonded, drude_particles=drude_index,
-                                         drude_charge=drude_charge)
+                                         drude_charge=drude_charge, drude_hosts=hosts)
         out_topology, out_positions = _topology_with_drudes(topology, positions, drude_index)
     box = _box_nm(topology) if periodic else None
     updater.set_parameters(*updater.evaluate(positions, box))
@@ -379,9 +394,9 @@ def drude_integrator(kind: str, timestep_ps: float, temperature_k: float = 300.0
     ----------
     kind : {'scf', 'langevin'}
         ``DrudeSCFIntegrator`` (Verlet with the Drude positions minimised every step to
-        ``scf_tolerance`` kJ/mol/nm: Born-Oppenheimer, NVE) or ``DrudeLangevinIntegrator``
-        (extended Lagrangian: atoms at ``temperature_k``, Drude-parent relative motion at
-        ``drude_temperature_k``).
+        ``scf_tolerance`` kJ/mol/nm: Born-Oppenheimer, NVE; clusters and dilute systems only, see the
+        module docstring) or ``DrudeLangevinIntegrator`` (extended Lagrangian: atoms at
+        ``temperature_k``, Drude-parent relative motion at ``drude_temperature_k``; use this for liquids).
     timestep_ps : float
         Step, ps.
     """
@@ -590,6 +605,20 @@ def _set_amoeba_parameters(force, atoms: np.ndarray, charges: np.ndarray, polari
         _, dipole, quadrupole, axis, az, ax, ay, thole, _, _ = force.getMultipoleParameters(atom)
         damping = alpha ** (1.0 / 6.0) if alpha > 0 else 0.0
         force.setMultipoleParameters(atom, q, dipole, quadrupole, axis, az, ax, ay, thole, damping, alpha)
+
+
+def _drude_hosts(topology, drude_hydrogens: bool) -> np.ndarray:
+    """Per atom, the atom whose Drude particle carries its polarizability (see ``drude_hydrogens``)."""
+    hosts = np.arange(topology.getNumAtoms())
+    if drude_hydrogens:
+        return hosts
+    for bond in topology.bonds():
+        a, b = bond[0], bond[1]
+        for hydrogen, heavy in ((a, b), (b, a)):
+            is_h = hydrogen.element is not None and hydrogen.element.symbol == "H"
+            if is_h and heavy.element is not None and heavy.element.symbol != "H":
+                hosts[hydrogen.index] = heavy.index
+    return hosts
 
 
 def _add_drude_particles(system, nonbonded, topology, polarizable: np.ndarray, drude_mass: float,
