@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -179,15 +179,26 @@ class TNEPLoss:
     def __init__(self, config: TNEPFitConfig | None = None, thole_a: float = THOLE_A):
         self.config = config or TNEPFitConfig()
         self.thole_a = float(thole_a)
-        self._cache: dict[int, _FrameInputs] = {}
+        self._cache: dict[int, tuple[_FrameInputs, dict, Frame]] = {}
 
     # ---------------------------------------------------------------- inputs
     def frame_inputs(self, frame: Frame) -> _FrameInputs:
-        """Geometry and targets of ``frame`` (computed once, then cached by object identity)."""
+        """Geometry (float64) and targets of ``frame`` (computed on each call)."""
+        return self._build_inputs(frame)
+
+    def _frame_tensors(self, frame: Frame) -> tuple[_FrameInputs, dict]:
+        """(inputs without geometry, geometry tensors (1, N, …) in the training dtype), cached by
+        object identity so that each frame's geometry is computed and converted once."""
+        import tensorflow as tf
+
         key = id(frame)
         if key not in self._cache:
-            self._cache[key] = self._build_inputs(frame)
-        return self._cache[key]
+            inputs = self._build_inputs(frame)
+            dtype = np.dtype(self.config.training_dtype)
+            tensors = {name: tf.constant(getattr(inputs, name)[None].astype(dtype)) for name in _GEOMETRY_FIELDS}
+            light = replace(inputs, **{name: np.zeros(0) for name in _GEOMETRY_FIELDS})
+            self._cache[key] = (light, tensors, frame)  # the frame is kept so that its id stays unique
+        return self._cache[key][:2]
 
     def _build_inputs(self, frame: Frame) -> _FrameInputs:
         geometry = FrameGeometry.from_frame(frame, cutoff=self.config.response_cutoff,
@@ -219,10 +230,25 @@ class TNEPLoss:
         """
         import tensorflow as tf
 
-        inputs = [self.frame_inputs(data.frames[int(k)]) for k in np.asarray(frame_sel)]
+        cached = [self._frame_tensors(data.frames[int(k)]) for k in np.asarray(frame_sel)]
+        n_max = max(light.n_atoms for light, _ in cached)
+        batch = {}
+        for name, pad_value in _GEOMETRY_FIELDS.items():
+            parts = []
+            for light, tensors in cached:
+                value = tensors[name]
+                if light.n_atoms < n_max:
+                    extra = n_max - light.n_atoms
+                    pad = [[0, 0]] + [[0, extra]] * (2 if name != "relative_positions" else 1)
+                    pad += [[0, 0]] * (len(value.shape) - len(pad))
+                    value = tf.pad(value, pad, constant_values=pad_value)
+                parts.append(value)
+            batch[self.prefix + name] = parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
         dtype = np.dtype(self.config.training_dtype)
-        return {self.prefix + key: tf.constant(value.astype(dtype) if value.dtype == np.float64 else value)
-                for key, value in stack_frame_inputs(inputs).items()}
+        for name, value in stack_frame_indices([light for light, _ in cached], n_max).items():
+            value = value.astype(dtype) if value.dtype == np.float64 else value
+            batch[self.prefix + name] = tf.constant(value)
+        return batch
 
     # ---------------------------------------------------------------- loss
     def __call__(self, seg, q_neutral, alpha, batch) -> "tf.Tensor":
@@ -274,37 +300,43 @@ def _masked_mse(errors, mask):
     return total / tf.maximum(tf.reduce_sum(mask) * n_cols, 1.0)
 
 
+#: Per-frame geometry arrays of :class:`_FrameInputs` (padded and stacked), with their padding value.
+_GEOMETRY_FIELDS = {"r_cubed": 1.0, "field_kernel": 0.0, "tensor_rr": 0.0, "tensor_identity": 0.0,
+                    "relative_positions": 0.0}
+
+
 def stack_frame_inputs(inputs: Sequence[_FrameInputs]) -> dict[str, np.ndarray]:
     """Pad per-frame inputs to the largest frame and stack them (numpy; see :meth:`TNEPLoss.batch_inputs`).
 
     Padding atoms have zero kernels, r³ = 1, α = q = 0 (their rows of the system are the identity) and
     belong to a dummy molecule (id = number of real molecules) that is dropped.
     """
-    b = len(inputs)
     n_max = max(f.n_atoms for f in inputs)
-    r_cubed = np.ones((b, n_max, n_max))
-    field_kernel = np.zeros((b, n_max, n_max, 3))
-    tensor_rr = np.zeros((b, n_max, n_max, 3, 3))
-    tensor_identity = np.zeros((b, n_max, n_max))
-    relative = np.zeros((b, n_max, 3))
+    out = {}
+    for name, pad_value in _GEOMETRY_FIELDS.items():
+        arrays = []
+        for f in inputs:
+            value = getattr(f, name)
+            pad = [(0, n_max - f.n_atoms)] * (2 if name != "relative_positions" else 1)
+            arrays.append(np.pad(value, pad + [(0, 0)] * (value.ndim - len(pad)), constant_values=pad_value))
+        out[name] = np.stack(arrays)
+    out.update(stack_frame_indices(inputs, n_max))
+    return out
+
+
+def stack_frame_indices(inputs: Sequence[_FrameInputs], n_max: int) -> dict[str, np.ndarray]:
+    """Index arrays, targets and masks of a padded batch (the non-geometry part of the batch)."""
     n_mol_total = sum(int(f.molecule_index.max()) + 1 for f in inputs)
-    molecule = np.full((b, n_max), n_mol_total, dtype=np.int32)
+    molecule = np.full((len(inputs), n_max), n_mol_total, dtype=np.int32)
     slots, mol_frame, offset = [], [], 0
     for k, f in enumerate(inputs):
         n = f.n_atoms
-        r_cubed[k, :n, :n] = f.r_cubed
-        field_kernel[k, :n, :n] = f.field_kernel
-        tensor_rr[k, :n, :n] = f.tensor_rr
-        tensor_identity[k, :n, :n] = f.tensor_identity
-        relative[k, :n] = f.relative_positions
         molecule[k, :n] = f.molecule_index + offset
         n_mol = int(f.molecule_index.max()) + 1
         mol_frame.append(np.full(n_mol, k, dtype=np.int32))
         slots.append(k * n_max + np.arange(n, dtype=np.int32))
         offset += n_mol
-    return {"r_cubed": r_cubed, "field_kernel": field_kernel, "tensor_rr": tensor_rr,
-            "tensor_identity": tensor_identity, "relative_positions": relative,
-            "molecule": molecule.reshape(-1), "n_molecules": np.int32(n_mol_total),
+    return {"molecule": molecule.reshape(-1), "n_molecules": np.int32(n_mol_total),
             "atom_slot": np.concatenate(slots), "molecule_frame": np.concatenate(mol_frame),
             "dipole_target": np.concatenate([f.dipole_target for f in inputs]),
             "polarizability_target": np.concatenate([f.polarizability_target for f in inputs]),

@@ -128,6 +128,21 @@ def test_batched_response_matches_numpy_response_with_padding():
     assert start == out["molecular_dipoles"].shape[0]
 
 
+def test_cached_batch_inputs_equal_numpy_stacking_with_padding():
+    from types import SimpleNamespace
+
+    frames = [water_box(n_side=3, seed=1), water_box(n_side=2, seed=2), _cluster(seed=3)]
+    loss = TNEPLoss(TNEPFitConfig(**SMALL_SWITCH))
+    data = SimpleNamespace(frames=frames)
+    for selection in ([1], [0, 1, 2], [2, 0]):
+        batch = loss.batch_inputs(data, np.array(selection))
+        reference = stack_frame_inputs([loss.frame_inputs(frames[k]) for k in selection])
+        assert set(batch) == {"tnep_" + k for k in reference}
+        for key, value in reference.items():
+            np.testing.assert_allclose(batch["tnep_" + key].numpy(), value, atol=0, err_msg=key)
+    assert len(loss._cache) == 3  # geometry computed once per frame
+
+
 @pytest.mark.parametrize("periodic", [True, False])
 def test_dense_inference_response_matches_reference_and_gpumd_convention(periodic):
     from polarff.tnep import gpumd_dipole_from_molecular
