@@ -40,13 +40,14 @@ FRAME_UNITS = {
     "frame_step": "step", "time": "ps", "positions": "nm (unwrapped)", "box": "nm (row vectors)",
     "charges": "e", "polarizabilities": "nm^3", "induced_dipole": "e nm (sum over atoms)",
     "induced_dipoles": "e nm (per atom)", "permanent_dipole": "e nm (sum q r, unwrapped)",
-    "dipole": "e nm (permanent + induced)", "polarff_permanent_energy": "kJ/mol",
-    "polarff_induction_energy": "kJ/mol",
+    "dipole": "e nm (permanent + induced)",
 }
 #: Per-energy-report arrays with their units.
 ENERGY_UNITS = {
     "energy_step": "step", "energy_time": "ps", "potential_energy": "kJ/mol", "kinetic_energy": "kJ/mol",
     "total_energy": "kJ/mol", "temperature": "K", "volume": "nm^3",
+    "polarff_permanent_energy": "kJ/mol (charge-charge part of the polarff force)",
+    "polarff_induction_energy": "kJ/mol (induction part of the polarff force)",
 }
 
 
@@ -144,7 +145,8 @@ class ChargeEvaluator:
         """Whether the System has a polarff force (charges depend on the configuration)."""
         return self.module is not None
 
-    def __call__(self, positions_nm: np.ndarray, box_nm: np.ndarray | None) -> dict[str, np.ndarray]:
+    def __call__(self, positions_nm: np.ndarray, box_nm: np.ndarray | None, energies: bool = False
+                 ) -> dict[str, np.ndarray]:
         """Evaluate at one configuration.
 
         Parameters
@@ -153,29 +155,39 @@ class ChargeEvaluator:
             Positions, nm.
         box_nm : ndarray, shape (3, 3) or None
             Box vectors as rows, nm (None for a non-periodic System).
+        energies : bool
+            Also evaluate the polarff energy terms (``module.properties``: one more induction solve and
+            the Ewald sum, about 2.5 times the cost of charges + induced dipoles alone).
 
         Returns
         -------
         dict
-            ``charges`` (N,) e; ``polarizabilities`` (N,) nm³; ``induced_dipoles`` (N, 3) e·nm;
-            ``permanent_energy``, ``induction_energy`` (float, kJ/mol; 0 without a polarff force).
+            ``charges`` (N,) e; ``polarizabilities`` (N,) nm³; ``induced_dipoles`` (N, 3) e·nm; with
+            ``energies``, ``permanent_energy`` and ``induction_energy`` (float, kJ/mol; 0 without a
+            polarff force).
         """
         charges = self.fixed_charges.copy()
         alpha = np.zeros(self.n_atoms)
         induced = np.zeros((self.n_atoms, 3))
-        out = {"permanent_energy": 0.0, "induction_energy": 0.0}
+        out: dict = {"permanent_energy": 0.0, "induction_energy": 0.0} if energies else {}
         if self.module is not None:
             import torch
 
             pos = torch.tensor(np.asarray(positions_nm, dtype=np.float64))
             box = None if box_nm is None else torch.tensor(np.asarray(box_nm, dtype=np.float64))
             with torch.no_grad():
-                props = self.module.properties(pos, box)
-            charges[self.atoms] = props["charges"].double().numpy()
-            alpha[self.atoms] = props["polarizabilities"].double().numpy()
-            induced[self.atoms] = props["induced_dipoles"].double().numpy()
-            out = {"permanent_energy": float(props["permanent_energy"]),
-                   "induction_energy": float(props["induction_energy"])}
+                if energies:
+                    props = self.module.properties(pos, box)
+                    q, a, mu = props["charges"], props["polarizabilities"], props["induced_dipoles"]
+                    out = {"permanent_energy": float(props["permanent_energy"]),
+                           "induction_energy": float(props["induction_energy"])}
+                else:
+                    q, a = self.module.charges_and_polarizabilities(pos, box)
+                    cell = box if box is not None else torch.zeros((3, 3), dtype=torch.float64)
+                    mu = self.module.electrostatics.induced_dipoles(pos[torch.as_tensor(self.atoms)], cell, q, a)
+            charges[self.atoms] = q.double().numpy()
+            alpha[self.atoms] = a.double().numpy()
+            induced[self.atoms] = mu.double().numpy()
         out.update(charges=charges, polarizabilities=alpha, induced_dipoles=induced)
         return out
 
@@ -255,9 +267,7 @@ class TrajectoryRecorder:
         to_frame = self.frame_interval - step % self.frame_interval
         to_energy = self.energy_interval - step % self.energy_interval
         steps = min(to_frame, to_energy)
-        include = []
-        if steps == to_frame:
-            include.append("positions")
+        include = ["positions"]
         if steps == to_energy:
             include.append("energy")
         return {"steps": steps, "periodic": False, "include": include}
@@ -271,31 +281,31 @@ class TrajectoryRecorder:
         box = None
         if simulation.system.usesPeriodicBoundaryConditions():
             box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-        if step % self.frame_interval == 0:
-            self._record_frame(step, time_ps, state, box)
-        if step % self.energy_interval == 0:
-            self._record_energy(step, time_ps, state, box)
+        frame_due = step % self.frame_interval == 0
+        energy_due = step % self.energy_interval == 0
+        positions = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
+        props = self.evaluator(positions, box, energies=energy_due) if (frame_due or energy_due) else None
+        if frame_due:
+            self._record_frame(step, time_ps, positions, box, props)
+        if energy_due:
+            self._record_energy(step, time_ps, state, box, props)
         if self.on_report is not None:
             self.on_report(step)
 
-    def _record_frame(self, step: int, time_ps: float, state, box: np.ndarray | None) -> None:
-        from openmm import unit
-
-        positions = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
-        props = self.evaluator(positions, box)
+    def _record_frame(self, step: int, time_ps: float, positions: np.ndarray, box: np.ndarray | None,
+                      props: dict) -> None:
         permanent, total = total_dipole(positions, props["charges"], props["induced_dipoles"])
         row = {"frame_step": step, "time": time_ps, "positions": positions,
                "box": box if box is not None else np.zeros((3, 3)),
                "charges": props["charges"], "polarizabilities": props["polarizabilities"],
                "induced_dipole": props["induced_dipoles"].sum(axis=0), "permanent_dipole": permanent,
-               "dipole": total, "polarff_permanent_energy": props["permanent_energy"],
-               "polarff_induction_energy": props["induction_energy"]}
+               "dipole": total}
         if self.save_induced_dipoles:
             row["induced_dipoles"] = props["induced_dipoles"]
         for key, value in row.items():
             self._frames.setdefault(key, []).append(value)
 
-    def _record_energy(self, step: int, time_ps: float, state, box: np.ndarray | None) -> None:
+    def _record_energy(self, step: int, time_ps: float, state, box: np.ndarray | None, props: dict) -> None:
         from openmm import unit
 
         potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -303,7 +313,9 @@ class TrajectoryRecorder:
         row = {"energy_step": step, "energy_time": time_ps, "potential_energy": potential,
                "kinetic_energy": kinetic, "total_energy": potential + kinetic,
                "temperature": 2.0 * kinetic / (self.dof * BOLTZMANN_KJ_MOL_K),
-               "volume": float(abs(np.linalg.det(box))) if box is not None else 0.0}
+               "volume": float(abs(np.linalg.det(box))) if box is not None else 0.0,
+               "polarff_permanent_energy": props["permanent_energy"],
+               "polarff_induction_energy": props["induction_energy"]}
         for key, value in row.items():
             self._energies.setdefault(key, []).append(value)
 
@@ -317,8 +329,7 @@ class TrajectoryRecorder:
         """
         shapes = {"frame_step": (), "time": (), "positions": (n_atoms, 3), "box": (3, 3),
                   "charges": (n_atoms,), "polarizabilities": (n_atoms,), "induced_dipole": (3,),
-                  "permanent_dipole": (3,), "dipole": (3,), "polarff_permanent_energy": (),
-                  "polarff_induction_energy": ()}
+                  "permanent_dipole": (3,), "dipole": (3,)}
         if self.save_induced_dipoles:
             shapes["induced_dipoles"] = (n_atoms, 3)
         shapes.update({key: () for key in ENERGY_UNITS})
