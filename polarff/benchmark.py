@@ -252,7 +252,7 @@ def format_transport(summary: dict, title: str = "transport") -> str:
     for label, d in summary["diffusion"].items():
         ref = d["experiment"]
         lines.append(f"    D({label:4s}) = {fmt(d['corrected'], d['error'])}  (PBC {fmt(d['pbc'], d['error'])}, "
-                     f"{d['n_atoms']} molecules/ions)   experiment {ref['value']:.3f} [{ref['conditions']}; "
+                     f"n = {d['n_atoms']})   experiment {ref['value']:.3f} [{ref['conditions']}; "
                      f"{ref['source'].split(',')[0]}]")
     if "conductivity" in summary:
         c = summary["conductivity"]
@@ -263,7 +263,8 @@ def format_transport(summary: dict, title: str = "transport") -> str:
                   f"    Einstein-Helfand (formal ion charges)        {fmt(c['eh_formal']['sigma'], c['eh_formal']['error'])}",
                   f"    Nernst-Einstein (from D(Na+), D(Cl-), PBC)   {fmt(c['ne']['sigma'], c['ne']['error'])}",
                   f"    experiment                                   {exp['sigma']:.2f} "
-                  f"(= Lambda x c; {exp['molar_conductivity']['source'].split(',')[0]})",
+                  f"(= Lambda x c; {exp['molar_conductivity']['source'].split(',')[0]}"
+                  + ("; Lambda at 1 mol/L, the box is more concentrated)" if exp["concentration_clamped"] else ")"),
                   f"  molar conductivity Lambda (S cm^2/mol): EH {fmt(c['molar_conductivity']['value'], c['molar_conductivity']['error'], 1)}, "
                   f"NE {fmt(c['molar_conductivity_ne']['value'], c['molar_conductivity_ne']['error'], 1)}, "
                   f"experiment {fmt(exp['molar_conductivity']['value'], exp['molar_conductivity']['error'], 1)} "

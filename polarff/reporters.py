@@ -84,8 +84,16 @@ def polarff_module(force):
         module = force.getModule()
     elif kind == "PythonForce":
         import pickle
+        import re
 
-        module = pickle.loads(force.getPickledFunction()).module
+        import openmm
+
+        # getPickledFunction() returns an unwrapped std::vector in openmm 8.6; the XML holds it as hex
+        match = re.search(r'function="([0-9a-fA-F]*)"', openmm.XmlSerializer.serialize(force))
+        if not match or not match.group(1):
+            raise ModelError("the polarff PythonForce's computation cannot be pickled; rebuild the System "
+                             "with polarff.openmm.system.create_system")
+        module = pickle.loads(bytes.fromhex(match.group(1))).module
     else:
         raise ModelError(f"the polarff force is a {kind}; expected a TorchForce or a PythonForce "
                          "(export the System with `polarff export`)")

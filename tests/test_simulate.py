@@ -226,6 +226,16 @@ def test_system_xml_input_gives_the_same_run_as_the_model(polarff_run, tmp_path)
     np.testing.assert_allclose(a["charges"], b["charges"], atol=1e-9)
 
 
+def test_python_force_implementation_gives_the_same_run(polarff_run, tmp_path):
+    cfg, _ = polarff_run
+    short = dict(length_ps=0.008, minimize=False, equilibration_ps=0.0, save_induced_dipoles=False)
+    run_simulation(dataclasses.replace(cfg, **short), tmp_path / "torch", progress=False)
+    run_simulation(dataclasses.replace(cfg, implementation="python", **short), tmp_path / "python", progress=False)
+    a, b = load_trajectory(tmp_path / "torch"), load_trajectory(tmp_path / "python")
+    np.testing.assert_allclose(a["positions"], b["positions"], atol=1e-9)
+    np.testing.assert_allclose(a["dipole"], b["dipole"], atol=1e-9)
+
+
 def test_cli_simulate_runs_and_reports_bad_config(tmp_path, salt_pdb, capsys):
     from polarff.cli import main
 
