@@ -692,6 +692,8 @@ def run_simulation(config: SimulationConfig, out_dir: str | os.PathLike | None =
         (out / TRAJECTORY_DCD).unlink(missing_ok=True)
     start_step = simulation.currentStep
     total = config.n_steps
+    if start_step < total:  # resumed or extended: the merged file (if any) no longer holds every frame
+        (out / TRAJECTORY_NPZ).unlink(missing_ok=True)
     evaluator = ChargeEvaluator(system, threads=config.threads)
     meter = Progress(total, "simulate", start_at=start_step) if progress else None
 
