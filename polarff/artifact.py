@@ -17,16 +17,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from polarff.descriptors import DescriptorConfig
 from polarff.discretize import Binning
 from polarff.errors import ModelError
+from polarff.fileio import atomic_path, to_json
 
 FORMAT_VERSION = 1
 #: Targets the classifier heads predict, with their units.
@@ -91,31 +90,14 @@ class PolarffModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the artifact atomically to ``path`` (``.pff``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, **self.weights)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("model_card.json", json.dumps(self.card, indent=2, default=_json_default))
-                zf.writestr("descriptor.json", json.dumps(self.descriptor.to_dict(), indent=2))
-                zf.writestr("bins.json", json.dumps({k: b.to_dict() for k, b in self.bins.items()}))
-                zf.writestr("network.json", json.dumps(self.network.to_dict()))
-                zf.writestr("weights.npz", buf.getvalue())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("model_card.json", to_json(self.card))
+            zf.writestr("descriptor.json", json.dumps(self.descriptor.to_dict(), indent=2))
+            zf.writestr("bins.json", json.dumps({k: b.to_dict() for k, b in self.bins.items()}))
+            zf.writestr("network.json", json.dumps(self.network.to_dict()))
+            zf.writestr("weights.npz", buf.getvalue())
 
 
 def read_card(path: str | os.PathLike) -> dict:

@@ -99,7 +99,8 @@ class Fit(Command):
 
     @staticmethod
     def run(args):
-        from polarff.model import FitConfig, fit
+        from polarff.fileio import write_json
+        from polarff.model import fit
 
         frames = _load_frames(args.data)
         cfg = _fit_config(args)
@@ -109,7 +110,7 @@ class Fit(Command):
         if "test" in report:
             print(format_metrics(report["test"], "test split"))
         if args.report:
-            _write_json(args.report, report)
+            write_json(args.report, report)
         return 0
 
 
@@ -132,6 +133,7 @@ class Eval(Command):
         import numpy as np
 
         from polarff.artifact import load_model
+        from polarff.fileio import write_json
         from polarff.model import predict, prepare, summarize
 
         model = load_model(args.model)
@@ -159,7 +161,7 @@ class Eval(Command):
             write_frames(args.output, frames, extra_arrays=extra)
             print(f"wrote predictions to {args.output}")
         if args.json:
-            _write_json(args.json, metrics)
+            write_json(args.json, metrics)
         return 0 if np.isfinite(metrics.get("conservation_error_max", 0.0)) else 1
 
 
@@ -231,19 +233,9 @@ def _load_frames(paths: list[str]):
 def _fit_config(args):
     from polarff.model import FitConfig
 
-    options: dict = {}
-    if args.config:
-        import yaml
+    from polarff.fileio import read_yaml_mapping
 
-        if not os.path.exists(args.config):
-            raise ConfigError(f"{args.config}: config file not found")
-        with open(args.config) as fh:
-            try:
-                options = yaml.safe_load(fh) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{args.config}: not valid YAML ({exc})") from None
-        if not isinstance(options, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of options, found {type(options).__name__}")
+    options: dict = read_yaml_mapping(args.config) if args.config else {}
     for key in ("epochs", "seed", "n_bins", "cutoff"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
@@ -253,26 +245,6 @@ def _fit_config(args):
         except ValueError:
             raise ConfigError(f"--hidden: expected comma-separated integers, found {args.hidden!r}") from None
     return FitConfig.from_dict(options, source=args.config or "options")
-
-
-def _write_json(path: str, obj) -> None:
-    import tempfile
-
-    import numpy as np
-
-    def default(o):
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, (np.floating, np.integer)):
-            return o.item()
-        raise TypeError(type(o).__name__)
-
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=default)
-    os.replace(tmp, path)
 
 
 COMMANDS: list[type[Command]] = [Build, Label, Fit, Eval, Info]

@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     frames = read_frames(embedded_data_path())
     print(f"[demo] embedded data: {len(frames)} NaCl(aq) frames from {embedded_data_path()}", flush=True)
     if not os.path.exists(model_path):
-        from polarff.cli import _write_json
+        from polarff.fileio import write_json
         from polarff.model import FitConfig, fit
 
         cfg = FitConfig(epochs=args.epochs, seed=0)
         print(f"[demo] stage 1: training ({cfg.epochs} epochs, hidden {cfg.hidden}, {cfg.n_bins} classes)", flush=True)
         _, report = fit(frames, cfg, out_path=model_path)
-        _write_json(report_path, report)
+        write_json(report_path, report)
     else:
         print(f"[demo] stage 1: reusing {model_path}", flush=True)
     with open(report_path) as fh:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_test = read_card(model_path)["n_frames"]["test"]
     print(format_metrics(report["test"], f"[demo] held-out test split ({n_test} frames, never used in training)"))
-    print(f"[demo] charge MAE targets: O, H <= 0.010 e; Na, Cl <= 0.020 e", flush=True)
+    print("[demo] charge MAE targets: O, H <= 0.010 e; Na, Cl <= 0.020 e", flush=True)
 
     if not args.skip_md:
         try:

@@ -24,14 +24,13 @@ uses explicit ``REF_`` names so that ASE leaves them alone.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from polarff.data import Frame, molecules, unwrap_molecules
 from polarff.errors import InputError
+from polarff.fileio import atomic_path
 
 #: Per-atom array names (in files) and the canonical label each maps to.
 ATOM_ARRAYS = {"REF_charges": "charges", "charges": "charges",
@@ -251,8 +250,6 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Frame], extra_arrays:
     """
     import ase.io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = []
     for k, frame in enumerate(frames):
         atoms = frame_to_atoms(frame)
@@ -264,17 +261,8 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Frame], extra_arrays:
                 else:
                     atoms.info[name] = value
         images.append(atoms)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
-    try:
+    with atomic_path(path) as tmp:
         ase.io.write(tmp, images, format="extxyz")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def append_frames(path: str | os.PathLike, frames: Sequence[Frame]) -> None:

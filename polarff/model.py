@@ -29,7 +29,7 @@ import numpy as np
 from polarff.artifact import TARGETS, NetworkSpec, PolarffModel, make_card
 from polarff.data import Frame, dataset_hash, species_of, split_indices
 from polarff.descriptors import DescriptorConfig, DescriptorSet, describe_frames
-from polarff.discretize import Binning, fit_binning
+from polarff.discretize import fit_binning
 from polarff.errors import ConfigError
 
 

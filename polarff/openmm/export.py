@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 from polarff.errors import InputError
 
@@ -21,6 +20,7 @@ def export_system(model_path: str, topology_path: str, output: str, implementati
     import openmm
     from openmm import app
 
+    from polarff.fileio import write_text
     from polarff.openmm.system import create_system
 
     if not os.path.exists(topology_path):
@@ -32,12 +32,7 @@ def export_system(model_path: str, topology_path: str, output: str, implementati
     system = create_system(model_path, pdb.topology, implementation=implementation,
                            nonbonded_cutoff_nm=nonbonded_cutoff_nm, total_charge=total_charge)
     xml = openmm.XmlSerializer.serialize(system)
-    d = os.path.dirname(os.path.abspath(output))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(xml)
-    os.replace(tmp, output)
+    write_text(output, xml)
     return {"atoms": system.getNumParticles(), "forces": [f.getName() for f in system.getForces()],
             "bytes": len(xml)}
 
