@@ -1029,19 +1029,9 @@ def load_tnep_config(path: str | None, overrides: Mapping | None = None) -> TNEP
     ConfigError
         If the file is missing, not YAML, not a mapping, or has unknown options.
     """
-    options: dict = {}
-    if path:
-        import yaml
+    from polarff.fileio import read_yaml_mapping
 
-        if not os.path.exists(path):
-            raise ConfigError(f"{path}: config file not found")
-        with open(path) as handle:
-            try:
-                options = yaml.safe_load(handle) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(options, dict):
-            raise ConfigError(f"{path}: expected a mapping of options, found {type(options).__name__}")
+    options = read_yaml_mapping(path) if path else {}
     options = dict(options)
     fit_options = dict(options.get("fit") or {})
     for key, value in (overrides or {}).items():
@@ -1055,7 +1045,7 @@ def load_tnep_config(path: str | None, overrides: Mapping | None = None) -> TNEP
     return TNEPFitConfig.from_dict(options, source=path or "options")
 
 
-from polarff.cli import Command, _write_json, register  # noqa: E402  (CLI wrappers below)
+from polarff.cli import Command, register  # noqa: E402  (CLI wrappers below)
 
 
 class FitTNEP(Command):
@@ -1083,7 +1073,9 @@ class FitTNEP(Command):
             print(f"  validation {kind} RMSE {value:.4f} {KIND_UNITS[kind]}  "
                   f"(train {report['train'].get(kind, float('nan')):.4f})")
         if args.report:
-            _write_json(args.report, report)
+            from polarff.fileio import write_json
+
+            write_json(args.report, report)
         return 0
 
 
@@ -1110,12 +1102,13 @@ class TNEPEval(Command):
             for path in parity_plots(rows, args.plots):
                 print(f"wrote {path}")
         if args.json:
-            _write_json(args.json, [r.summary() for r in rows])
-        if args.markdown:
-            from pathlib import Path
+            from polarff.fileio import write_json
 
-            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.markdown).write_text(format_comparison(rows, markdown=True) + "\n")
+            write_json(args.json, [r.summary() for r in rows])
+        if args.markdown:
+            from polarff.fileio import write_text
+
+            write_text(args.markdown, format_comparison(rows, markdown=True) + "\n")
         return 0
 
 
