@@ -67,6 +67,15 @@ def prepare_data(out: Path, quick: bool, dilute_frames: int, pool_frames: int, h
     }
 
 
+def fit_config(epochs: int, quick: bool):
+    """Training settings: polarff's defaults (5 Å cutoff, 128×128 trunk, 32 classes), or tiny ones for tests."""
+    from polarff.model import FitConfig
+
+    if quick:
+        return FitConfig(epochs=epochs, eval_every=5, hidden=[16], n_bins=8, cutoff=3.5, n_radial=3, n_angular=1)
+    return FitConfig(epochs=epochs, eval_every=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="build/active-demo", help="output folder (default build/active-demo)")
@@ -91,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "data":
         return 0
 
-    from polarff.active import compare_strategies, demo_fit_config
+    from polarff.active import compare_strategies
     from polarff.io import read_frames
 
-    cfg = demo_fit_config(epochs=args.epochs, quick=args.quick)
+    cfg = fit_config(args.epochs, args.quick)
     result = compare_strategies(read_frames(paths["dilute"]), read_frames(paths["pool"]),
                                 read_frames(paths["heldout"]), out / "runs", cfg, rounds=args.rounds,
                                 per_round=args.per_round, seeds=args.seeds, retrain_epochs=args.retrain_epochs)

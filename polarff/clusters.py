@@ -522,10 +522,18 @@ class Calibration:
                    d.get("tie", []))
 
     def summary(self) -> list[dict]:
-        """Per cluster: isotropic α of each method (Å³) and DFT cost (s)."""
-        return [{"name": e.name, "n_atoms": len(e.symbols), "n_basis": e.n_basis, "alpha_dft": e.iso("dft"),
-                 "alpha_gfn2": e.iso("gfn2"), "alpha_d4": e.iso("d4"), "seconds_dft": e.seconds_dft,
-                 "seconds_gfn2": e.seconds_gfn2} for e in self.entries]
+        """Per cluster: isotropic α of each method (Å³), DFT cost (s) and, once scales are fitted, the
+        scaled prediction ``alpha_<base>_scaled`` (Å³) of each base method."""
+        rows = []
+        for e in self.entries:
+            row = {"name": e.name, "n_atoms": len(e.symbols), "n_basis": e.n_basis, "alpha_dft": e.iso("dft"),
+                   "alpha_gfn2": e.iso("gfn2"), "alpha_d4": e.iso("d4"), "seconds_dft": e.seconds_dft,
+                   "seconds_gfn2": e.seconds_gfn2}
+            for base, scales in self.scales.items():
+                row[f"alpha_{base}_scaled"] = float(np.sum(_base_atomic(e, base) * np.array(
+                    [scales.get(s, np.nan) for s in e.symbols])))
+            rows.append(row)
+        return rows
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically)."""
@@ -542,12 +550,14 @@ def _write_json(path: str | os.PathLike, obj: dict) -> None:
 
 
 def calibration_clusters(frames: Sequence[Frame] = (), max_waters: int = 3, ions: Sequence[str] = ("Na", "Cl"),
-                         dimer: bool = True) -> list[tuple[str, Frame]]:
-    """Small clusters for the DFT calibration: water monomer, water dimer, ion(H₂O)ₙ for n = 1…``max_waters``.
+                         dimer: bool = True, bare_ions: bool = True) -> list[tuple[str, Frame]]:
+    """Small clusters for the DFT calibration: water monomer, water dimer, the bare ions (if
+    ``bare_ions``) and ion(H₂O)ₙ for n = 1…``max_waters``.
 
     The monomer has the experimental gas-phase geometry; the dimer and the ion clusters are cut from the
     first frame of ``frames`` that contains the centre (nearest whole water molecules, no counter-ions),
-    so they carry liquid-like geometries.
+    so they carry liquid-like geometries. The bare ions pin the ion's own polarizability, which the
+    hydrated clusters alone hardly constrain (a Na⁺ adds almost nothing to a cluster's α).
 
     Returns
     -------
@@ -568,8 +578,8 @@ def calibration_clusters(frames: Sequence[Frame] = (), max_waters: int = 3, ions
             mol = molecules(frame) if mol is None else mol
             centre = frame.symbols.index(ion)
             sign = "+" if FORMAL_CHARGES.get(ion, 0) > 0 else "-"
-            for k in range(1, max_waters + 1):
-                out.append((f"{ion}{sign}(H2O){k}", cut_cluster(frame, centre, n_molecules=k, neighbours="neutral",
+            for k in range(0 if bare_ions else 1, max_waters + 1):
+                out.append((f"{ion}{sign}(H2O){k}" if k else f"{ion}{sign}", cut_cluster(frame, centre, n_molecules=k, neighbours="neutral",
                                                                molecule_index=mol)))
     return out
 
@@ -657,9 +667,7 @@ def fit_species_scales(entries: Sequence[CalibrationEntry], base: str = "d4",
     design = np.zeros((len(entries), len(groups)))
     target = np.zeros(len(entries))
     for c, e in enumerate(entries):
-        atomic = np.asarray(e.d4_atomic, float)
-        if base == "gfn2":
-            atomic = atomic * e.iso("gfn2") / atomic.sum()
+        atomic = _base_atomic(e, base)
         for g, members in enumerate(groups):
             design[c, g] = sum(a for a, s in zip(atomic, e.symbols) if s in members)
         target[c] = e.iso("dft")
@@ -667,6 +675,14 @@ def fit_species_scales(entries: Sequence[CalibrationEntry], base: str = "d4",
         raise ConfigError("fit_species_scales: no calibration entries")
     factors, _ = nnls(design, target)
     return {s: float(factors[g]) for g, members in enumerate(groups) for s in members if s in species}
+
+
+def _base_atomic(entry: CalibrationEntry, base: str) -> np.ndarray:
+    """Atomic polarizabilities (Å³) of ``base``: D4 values, or the GFN2 cluster α split like D4."""
+    atomic = np.asarray(entry.d4_atomic, float)
+    if base == "gfn2":
+        atomic = atomic * entry.iso("gfn2") / atomic.sum()
+    return atomic
 
 
 def apply_species_scales(frames: Sequence[Frame], scales: dict[str, float], *, source: str = "") -> list[Frame]:

@@ -208,3 +208,40 @@ def test_cli_registers_commands():
     assert args.per_round == 5 and args.pool == "p.xyz"
     for name in ("clusters", "calibrate-alpha"):
         assert parser.parse_args([name, "x.xyz", "-o", "y"]).command == name
+
+
+@pytest.mark.slow
+def test_candidates_from_polarff_md_with_the_current_model(small_sets, tmp_path):
+    """The 'polarff' sampler runs OpenMM MD with the round's model (no silent fallback to classical MD)."""
+    pytest.importorskip("openmm")
+    pytest.importorskip("openmmtorch")
+    initial, _, heldout = small_sets
+    cfg = _config(rounds=1, sampler="polarff", n_pairs=1, n_waters=16, candidates_per_round=3,
+                  md_equilibration_ps=0.02, md_interval_ps=0.01)
+    result = run_active(tmp_path / "md", initial, heldout, _fit_config(), cfg, progress=False,
+                        labeller=lambda f: synthetic_labels([copy.deepcopy(f)])[0])
+    state = json.loads((tmp_path / "md" / "state.json").read_text())
+    assert state["sampler_used"]["1"] == "polarff", state["sampler_used"]["1"]
+    from polarff.io import read_frames
+
+    candidates = read_frames(tmp_path / "md" / "round_001" / "candidates.xyz")
+    assert len(candidates) == 3 and candidates[0].symbols.count("Na") == 1
+    assert "polarff" in candidates[0].info["sampler"]
+    assert result.status == "done" and result.metrics[-1]["n_labelled"] == 2
+
+
+@pytest.mark.slow
+def test_example_runs_quick(tmp_path):
+    """examples/active_learning.py --quick: sampling, GFN2-xTB labelling, active vs random table and plot."""
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("tblite")
+    path = Path(__file__).resolve().parents[1] / "examples" / "active_learning.py"
+    spec = importlib.util.spec_from_file_location("active_learning_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path / "demo"), "--quick"]) == 0
+    table = (tmp_path / "demo" / "runs" / "comparison.md").read_text()
+    assert table.count("\n| ") == 3  # header row excluded: rounds 0, 1, 2
+    assert (tmp_path / "demo" / "runs" / "active_vs_random.png").stat().st_size > 1000

@@ -95,7 +95,8 @@ def test_nearest_neutral_molecules_and_errors():
 
 def test_calibration_clusters_have_the_named_composition():
     named = dict(calibration_clusters([_broken_box()], max_waters=2))
-    assert set(named) == {"H2O", "(H2O)2", "Na+(H2O)1", "Na+(H2O)2", "Cl-(H2O)1", "Cl-(H2O)2"}
+    assert set(named) == {"H2O", "(H2O)2", "Na+", "Na+(H2O)1", "Na+(H2O)2", "Cl-", "Cl-(H2O)1", "Cl-(H2O)2"}
+    assert named["Na+"].symbols == ["Na"]
     assert named["Na+(H2O)2"].total_charge == 1.0 and named["Cl-(H2O)1"].total_charge == -1.0
     assert sorted(named["(H2O)2"].symbols) == sorted(["O", "H", "H"] * 2)
 
