@@ -568,7 +568,7 @@ class BenchmarkConfig:
     seed: int = 7
     n_blocks: int = 5
     cutoff_nm: float | None = None
-    minimize_iterations: int = 200
+    minimize_iterations: int = 20
     command: str = ""
 
     def validate(self) -> None:
@@ -584,15 +584,13 @@ class BenchmarkConfig:
             raise ConfigError(f"n_blocks must be >= 2 (found {self.n_blocks})")
 
 
-def _box(out: Path, name: str, n_pairs: int, n_waters: int, seed: int) -> tuple[str, float]:
-    from polarff.build import build_ion_box, write_topology_pdb
+def _box(out: Path, name: str, n_pairs: int, n_waters: int, seed: int, threads: int = 1) -> tuple[str, float]:
+    """PDB of a box equilibrated with the fixed-charge baseline (written once), and its edge (nm)."""
+    from polarff.simulate import read_pdb, write_equilibrated_box
 
     path = out / "boxes" / f"{name}.pdb"
     if not path.exists():
-        topology, positions, box_nm = build_ion_box("NaCl", n_pairs, n_waters, seed)
-        write_topology_pdb(topology, positions, box_nm, path)
-    from polarff.simulate import read_pdb
-
+        write_equilibrated_box(path, "NaCl", n_pairs, n_waters, seed, threads=threads)
     _, _, box = read_pdb(str(path))
     return str(path), float(box[0, 0])
 
@@ -602,7 +600,7 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
     from polarff.simulate import SimulationConfig
 
     out = Path(cfg.out)
-    salt_pdb, salt_l = _box(out, "nacl", cfg.n_pairs, cfg.n_waters, cfg.seed)
+    salt_pdb, salt_l = _box(out, "nacl", cfg.n_pairs, cfg.n_waters, cfg.seed, cfg.threads)
     common = dict(ensemble="nvt", temperature_k=cfg.temperature_k, friction_per_ps=cfg.friction_per_ps,
                   timestep_fs=cfg.timestep_fs, equilibration_ps=cfg.equilibration_ps, minimize=True,
                   minimize_iterations=cfg.minimize_iterations, report_interval_fs=cfg.report_interval_fs,
@@ -622,7 +620,7 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
                                                charge_scale=cfg.scaled_charge, cutoff_nm=cutoff(salt_l),
                                                length_ps=cfg.length_ps, **common)
     if cfg.n_waters_pure:
-        water_pdb, water_l = _box(out, "water", 0, cfg.n_waters_pure, cfg.seed)
+        water_pdb, water_l = _box(out, "water", 0, cfg.n_waters_pure, cfg.seed, cfg.threads)
         runs["polarff-water"] = SimulationConfig(topology=water_pdb, model=cfg.model, cutoff_nm=cutoff(water_l),
                                                  length_ps=cfg.water_length_ps, **common)
         runs["tip3p-water"] = SimulationConfig(topology=water_pdb, forcefield="fixed_charge_baseline",
@@ -872,7 +870,8 @@ def _report_header(cfg, runs, records, results) -> list[str]:
     any_run = next(iter(runs.values()))
     lines += ["", f"Common settings: NVT, LangevinMiddleIntegrator at {any_run.temperature_k} K with friction "
               f"{any_run.friction_per_ps:g}/ps, time step {any_run.timestep_fs:g} fs, rigid water, "
-              f"{any_run.equilibration_ps:g} ps equilibration after minimisation, frames every "
+              f"{any_run.equilibration_ps:g} ps equilibration after a short minimisation (≤ {any_run.minimize_iterations} "
+              "iterations) of boxes pre-equilibrated for 5 ps with the fixed-charge baseline, frames every "
               f"{any_run.report_interval_fs:g} fs (unwrapped positions, per-frame charges and total dipoles), "
               f"seed {any_run.seed}, OpenMM CPU platform. Cutoff {any_run.cutoff_nm} nm (LJ, real-space Ewald, "
               "induction)."]
@@ -1067,7 +1066,7 @@ class Benchmark(Command):
         p.add_argument("--threads", type=int, default=1, help="CPU threads")
         p.add_argument("--seed", type=int, default=7, help="seed of the boxes and the MD")
         p.add_argument("--blocks", type=int, default=5, help="blocks for the error bars")
-        p.add_argument("--minimize-iterations", type=int, default=200,
+        p.add_argument("--minimize-iterations", type=int, default=20,
                        help="largest number of energy-minimiser iterations before equilibration")
 
     @staticmethod
