@@ -706,6 +706,7 @@ def run_simulation(config: SimulationConfig, out_dir: str | os.PathLike | None =
     recorder_seconds = _time_recorder(recorder)
     simulation.reporters.append(recorder)
     index, written, wall = len(chunks), 0, 0.0
+    cpu_start = time.process_time()
     while simulation.currentStep < total:
         if stop_after_chunks is not None and written >= stop_after_chunks:
             break
@@ -740,6 +741,7 @@ def run_simulation(config: SimulationConfig, out_dir: str | os.PathLike | None =
         timings.append({"from_step": start_step, "to_step": simulation.currentStep,
                         "ms_per_step": summary.ms_per_step,
                         "ms_per_step_reporting": summary.ms_per_step_reporting,
+                        "cpu_seconds": time.process_time() - cpu_start, "wall_seconds": wall,
                         "platform": config.platform, "threads": config.threads})
     record["complete"] = complete
     _atomic_write_text(out / RUN_RECORD, json.dumps(record, indent=1))
