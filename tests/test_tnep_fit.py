@@ -80,28 +80,57 @@ def _gpumd_text(frames, kind: str) -> str:
 
 @pytest.fixture(scope="module")
 def gpumd_files(tmp_path_factory):
-    """Synthetic GPUMD dipole and polarizability files of 8-water boxes: {name: path}."""
+    """Synthetic GPUMD files of 8-water boxes in the tnep-water layout: {name: path}, plus 'root'."""
     root = tmp_path_factory.mktemp("gpumd")
     frames = [water_box(n_side=2, seed=s, jitter=0.1) for s in range(10)]
-    files = {"dipole_train": (frames[:6], "dipole"), "pol_train": (frames[2:8], "polarizability"),
-             "dipole_test": (frames[8:], "dipole"), "pol_test": (frames[8:], "polarizability")}
-    out = {}
-    for name, (subset, kind) in files.items():
-        out[name] = root / f"{name}.xyz"
+    files = {"dipole_train": (frames[:6], "dipole", "dipole/train.xyz"),
+             "pol_train": (frames[2:8], "polarizability", "polarizability/train.xyz"),
+             "dipole_test": (frames[8:], "dipole", "dipole/test.xyz"),
+             "pol_test": (frames[8:], "polarizability", "polarizability/test.xyz")}
+    out = {"root": root}
+    for name, (subset, kind, relative) in files.items():
+        out[name] = root / relative
+        out[name].parent.mkdir(exist_ok=True)
         out[name].write_text(_gpumd_text(subset, kind))
     return out
 
 
+TINY_PLAN = """
+models:
+  water:
+    train: [dipole, polarizability]
+    config:
+      response_cutoff: 3.0
+      response_switch_on: 2.4
+      validation_fraction: 0.25
+      seed: 1
+      fit: {epochs: 12, eval_every: 1, hidden: [16], n_bins: 8, batch_frames: 2, cutoff: 3.0,
+            n_radial: 4, n_angular: 2, learning_rate: 5.0e-3}
+"""
+
+
 @pytest.fixture(scope="module")
 def trained(gpumd_files, tmp_path_factory):
-    """A joint model fitted for a few epochs on the synthetic files: (model, report, path)."""
-    path = tmp_path_factory.mktemp("tnep_model") / "water.pff"
-    cfg = TNEPFitConfig(**SMALL_SWITCH, validation_fraction=0.25, seed=1,
-                        fit={"epochs": 12, "eval_every": 1, "hidden": [16], "n_bins": 8, "batch_frames": 2,
-                             "cutoff": 3.0, "n_radial": 4, "n_angular": 2, "learning_rate": 5e-3})
-    model, report = tnep_fit.fit_tnep([gpumd_files["dipole_train"]], [gpumd_files["pol_train"]], cfg,
-                                      out_path=path, progress=False)
-    return model, report, path
+    """A joint model fitted for a few epochs by examples/tnep_water.py: (model, report, path)."""
+    import importlib.util
+    import json
+
+    from polarff.artifact import load_model
+
+    out = tmp_path_factory.mktemp("tnep_model")
+    config = out / "tiny.yaml"
+    config.write_text(TINY_PLAN)
+    script = Path(__file__).resolve().parents[1] / "examples" / "tnep_water.py"
+    spec = importlib.util.spec_from_file_location("tnep_water_example", script)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--data", str(gpumd_files["root"]), "--config", str(config), "--out", str(out),
+                         "--repeats", "1"]) == 0
+    report = json.loads((out / "water-report.json").read_text())
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert [row["kind"] for row in comparison["rows"]] == ["dipole", "polarizability"]
+    assert (out / "tnep-water-dipole-parity.png").exists() and (out / "comparison.md").exists()
+    return load_model(out / "water.pff"), report, out / "water.pff"
 
 
 # ----------------------------------------------------------------------------------------- physics
