@@ -133,8 +133,9 @@ def test_interrupted_run_resumes_without_lost_or_duplicated_frames(tmp_path, sal
     np.testing.assert_array_equal(a["time"], b["time"])
     np.testing.assert_array_equal(a["energy_step"], b["energy_step"])
     k = 2 * cfg.chunk_steps // cfg.frame_interval
-    # same trajectory on the CPU platform (1 thread); not bitwise: OpenMM's PME FFT plans are chosen by
-    # timing, which perturbs the last digits (~1e-9 nm), and MD amplifies that over time
+    # same trajectory on the CPU platform (1 thread); not bitwise: two OpenMM CPU contexts of the same
+    # System were measured to differ by ~1e-9 nm after the first steps on a loaded machine (round-off),
+    # and MD amplifies that over time
     np.testing.assert_allclose(a["positions"][:k], b["positions"][:k], atol=1e-5)  # before the restart
     np.testing.assert_allclose(a["positions"], b["positions"], atol=1e-3)
     assert read_dcd_frame_count(tmp_path / "resumed" / "trajectory.dcd") == len(b["time"])
