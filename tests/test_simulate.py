@@ -239,6 +239,25 @@ def test_python_force_implementation_gives_the_same_run(polarff_run, tmp_path):
     np.testing.assert_allclose(a["dipole"], b["dipole"], atol=1e-9)
 
 
+def test_example_config_is_valid_and_runs(polarff_run, tmp_path):
+    import yaml
+    from pathlib import Path
+
+    cfg, _ = polarff_run
+    example = Path(__file__).resolve().parents[1] / "examples" / "simulate.yaml"
+    options = yaml.safe_load(example.read_text())
+    SimulationConfig.from_dict(options, source=str(example))  # every key of the example is valid
+    options.update(topology=cfg.topology, model=cfg.model, cutoff_nm=0.39, length_ps=0.02, equilibration_ps=0.0,
+                   minimize=False, threads=1, output=str(tmp_path / "md-out"))
+    copy = tmp_path / "simulate.yaml"
+    copy.write_text(yaml.safe_dump(options))
+    from polarff.cli import main
+
+    assert main(["simulate", str(copy), "--quiet"]) == 0
+    traj = load_trajectory(tmp_path / "md-out")
+    assert len(traj["time"]) == 2 and traj["charges"].shape == (2, 50)
+
+
 def test_cli_simulate_runs_and_reports_bad_config(tmp_path, salt_pdb, capsys):
     from polarff.cli import main
 
