@@ -1114,3 +1114,11 @@ class TNEPEval(Command):
 
 register(FitTNEP)
 register(TNEPEval)
+
+
+if __name__ == "__main__":  # `python -m polarff.tnep_fit fit-tnep|tnep-eval ...` before the CLI imports this module
+    import sys
+
+    from polarff.cli import main
+
+    sys.exit(main())
