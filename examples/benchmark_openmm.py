@@ -164,51 +164,66 @@ def time_row(system, integrator, positions, velocities, updater, threads: int, w
 
 # ---------------------------------------------------------------------------------------------- profile
 def profile_polarff(model, topology, positions, box_nm: float, cutoff_nm: float, repeats: int) -> dict:
-    """Wall time (ms) of the parts of one polarff energy + autograd force evaluation (eager torch)."""
+    """Best-of-``repeats`` wall time (ms) of the parts of one polarff energy + autograd force evaluation.
+
+    Each entry is a forward pass plus ``torch.autograd.grad`` to the positions: descriptors alone;
+    descriptors + network (charges and polarizabilities); permanent-charge electrostatics alone (an
+    ``Electrostatics`` with ``induction=False``); permanent + induction at fixed charges; the whole
+    potential (eager and TorchScript), also with a 0.6 nm cutoff.
+    """
     import torch
 
     from polarff.openmm.potential import PolarffPotential
     from polarff.openmm.system import formal_total_charge, intramolecular_pairs, topology_symbols
+    from polarff.runtime.electrostatics import Electrostatics
 
     symbols = topology_symbols(topology)
-    options = {"cutoff_nm": cutoff_nm, "induction_cutoff_nm": min(cutoff_nm, 0.9)}
-    potential = PolarffPotential(model, symbols, intramolecular_pairs(topology), True,
-                                 formal_total_charge(symbols), None, options)
+    pairs = intramolecular_pairs(topology)
+    total = formal_total_charge(symbols)
+
+    def potential_at(cutoff):
+        options = {"cutoff_nm": cutoff, "induction_cutoff_nm": min(cutoff, 0.9)}
+        return PolarffPotential(model, symbols, pairs, True, total, None, options), options
+
+    potential, options = potential_at(cutoff_nm)
     scripted = torch.jit.script(potential)
+    permanent_only = Electrostatics(len(symbols), pairs, True, **dict(options, induction=False))
     box = torch.tensor(np.eye(3) * box_nm)
-    pos_nm = torch.tensor(positions)
+    pos_nm = torch.tensor(np.asarray(positions))
     cm = potential.charge_model
     with torch.no_grad():
         q, alpha = potential.charges_and_polarizabilities(pos_nm, box)
+        n_features = cm.descriptors(pos_nm * 10, box * 10, True).shape[1]
+    weights = torch.randn(len(symbols), n_features, dtype=torch.float64)
 
-    def best(fn):
-        fn()
+    def best(energy_fn):
+        def once():
+            x = pos_nm.clone().requires_grad_(True)
+            torch.autograd.grad(energy_fn(x), x)
+        for _ in range(5):  # TorchScript's profiling executor compiles during the first calls
+            once()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            fn()
+            once()
             times.append(time.perf_counter() - start)
         return 1000.0 * min(times)
 
-    def grad_of(energy_fn):
-        def run():
-            x = pos_nm.clone().requires_grad_(True)
-            torch.autograd.grad(energy_fn(x), x)
-        return run
-
-    weights = torch.randn(len(symbols), cm.descriptors(pos_nm * 10, box * 10, True).shape[1], dtype=torch.float64)
-    parts = {
-        "descriptors": grad_of(lambda x: (cm.descriptors(x * 10, box * 10, True) * weights).sum()),
-        "descriptors + network (charges, polarizabilities)": grad_of(
-            lambda x: sum(t.sum() for t in potential.charges_and_polarizabilities(x, box))),
-        "permanent charges (real space + PME), fixed q": grad_of(
-            lambda x: potential.electrostatics.energy_components(x, box, q, alpha)["permanent"]),
-        "induction (Thole, CG), fixed q and alpha": grad_of(
-            lambda x: potential.electrostatics.energy_components(x, box, q, alpha)["induction"]),
-        "whole potential, eager": grad_of(lambda x: potential(x, box)),
-        "whole potential, TorchScript": grad_of(lambda x: scripted(x, box)),
+    out = {
+        "descriptors": best(lambda x: (cm.descriptors(x * 10, box * 10, True) * weights).sum()),
+        "descriptors + network": best(lambda x: sum(t.sum() for t in potential.charges_and_polarizabilities(x, box))),
+        "permanent charges (real space + PME), fixed q": best(lambda x: permanent_only(x, box, q, alpha)),
+        "permanent + induction, fixed q and alpha": best(lambda x: potential.electrostatics(x, box, q, alpha)),
+        "whole potential, eager": best(lambda x: potential(x, box)),
+        "whole potential, TorchScript": best(lambda x: scripted(x, box)),
     }
-    return {name: best(fn) for name, fn in parts.items()}
+    if 0.6 < min(cutoff_nm, 0.5 * box_nm):
+        short, _ = potential_at(0.6)
+        out["whole potential, eager, 0.6 nm cutoff"] = best(lambda x: short(x, box))
+    out["network (difference)"] = out["descriptors + network"] - out["descriptors"]
+    out["induction (difference)"] = (out["permanent + induction, fixed q and alpha"]
+                                     - out["permanent charges (real space + PME), fixed q"])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -248,6 +263,7 @@ def gpu_platforms() -> list[str]:
 def run_speed(args) -> dict:
     import torch
 
+    started, machine = datetime.now(timezone.utc).isoformat(timespec="seconds"), machine_description()
     torch.set_num_threads(args.threads)
     model, model_path = load_or_train_model(args.model, args.train_epochs, args.out_dir)
     topology, positions, velocities, box = equilibrated_box(args.waters, args.pairs, args.seed, args.cutoff,
@@ -263,7 +279,8 @@ def run_speed(args) -> dict:
         timing.update({"note": note, "atom_steps_per_s": n_atoms * 1000.0 / timing["ms_per_step"]})
         rows[name] = timing
         print(f"[speed] {name:14s} {timing['ms_per_step']:9.2f} ms/step on {timing['platform']} ({note})", flush=True)
-    result = {"command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result = {"command": " ".join(sys.argv), "started": started, "machine_at_start": machine,
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_description(), "versions": versions(), "gpu_platforms": gpu_platforms(),
               "model": model_path, "n_atoms": n_atoms, "box_nm": box, "cutoff_nm": args.cutoff,
               "threads": args.threads, "rows": rows}
@@ -271,6 +288,8 @@ def run_speed(args) -> dict:
         result["profile_ms"] = profile_polarff(model, topology, positions, box, args.cutoff, repeats=3)
         for part, ms in result["profile_ms"].items():
             print(f"[profile] {part:50s} {ms:9.1f} ms", flush=True)
+    result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result["machine"] = machine_description()
     print(speed_table(result))
     return result
 
@@ -290,9 +309,10 @@ def speed_table(result: dict) -> str:
 
 
 def run_drift(args) -> dict:
-    import openmm
     import torch
+    import openmm
 
+    started, machine = datetime.now(timezone.utc).isoformat(timespec="seconds"), machine_description()
     from polarff.openmm.native import create_native_system, energy_drift, nve_energy_trace
     from polarff.openmm.system import create_system
 
@@ -325,7 +345,8 @@ def run_drift(args) -> dict:
         print(f"[drift] {label:22s} slope {drift['slope_kj_mol_ps']:9.3f} kJ/mol/ps, "
               f"{drift['slope_kj_mol_ns_atom']:9.3f} kJ/mol/ns/atom, max |dE| {drift['max_deviation_kj_mol']:.2f}",
               flush=True)
-    result = {"command": " ".join(sys.argv), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result = {"command": " ".join(sys.argv), "started": started, "machine_at_start": machine,
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_description(), "versions": versions(), "model": model_path, "n_atoms": n_atoms,
               "box_nm": box, "cutoff_nm": args.cutoff, "steps": args.steps, "timestep_ps": TIMESTEP_PS,
               "runs": results}
@@ -368,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--cutoff", type=float, default=0.9, help="nonbonded cutoff, nm (default 0.9)")
     speed.add_argument("--rows", nargs="+", default=list(SPEED_ROWS), choices=SPEED_ROWS)
     speed.add_argument("--update-interval", type=int, default=10, help="native-mode update interval (steps)")
-    speed.add_argument("--warmup", type=int, default=3, help="untimed steps per row (default 3)")
+    speed.add_argument("--warmup", type=int, default=20,
+                       help="untimed steps per row (default 20: TorchScript compiles during the first ~10 calls)")
     speed.add_argument("--min-steps", type=int, default=10, help="at least this many timed steps (default 10)")
     speed.add_argument("--min-seconds", type=float, default=20.0, help="and at least this long (default 20 s)")
     speed.add_argument("--profile", action="store_true", help="break one polarff evaluation into its parts")
@@ -381,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     drift.add_argument("--intervals", type=int, nargs="+", default=[1, 10, 100])
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
+    import torch  # noqa: F401  (before openmm: OpenMM loads the openmm-torch plugin only if libtorch is loaded)
+
     result = run_speed(args) if args.command == "speed" else run_drift(args)
     if args.json:
         with open(args.json, "w") as fh:
