@@ -69,6 +69,7 @@ class Label(Command):
         p.add_argument("--charges", default="gfn2", choices=["gfn2", "none"], help="charge method")
         p.add_argument("--polarizabilities", default="d4", choices=["d4", "none"], help="polarizability method")
         p.add_argument("--no-resume", action="store_true", help="start over instead of keeping labelled frames")
+        p.add_argument("--max-frames", type=int, help="label only the first N frames of the input")
 
     @staticmethod
     def run(args):
@@ -76,7 +77,7 @@ class Label(Command):
 
         n = label_file(args.input, args.output, None if args.charges == "none" else args.charges,
                        None if args.polarizabilities == "none" else args.polarizabilities,
-                       resume=not args.no_resume)
+                       resume=not args.no_resume, max_frames=args.max_frames)
         print(f"{args.output}: {n} labelled frames")
         return 0
 
