@@ -15,7 +15,9 @@ What it does (every stage resumes where it stopped; outputs are written atomical
    ``--rounds`` rounds of ``--per-round`` frames chosen from the pool by uncertainty + diversity
    (active) or uniformly at random (random), each followed by a warm-start retraining with the same seed;
    charge error on the held-out set after every round, for each of ``--seeds``.
-3. Writes ``comparison.csv``, ``comparison.md`` and the plot ``active_vs_random.png`` into ``--out``.
+3. Writes ``comparison.csv``, ``comparison.md`` and the plot ``active_vs_random.png`` into ``--out``/runs.
+4. With ``--mixed N``: the same comparison with a heterogeneous pool, the concentrated pool plus N more
+   dilute frames (other seeds), in ``--out``/runs_mixed.
 
 Usage::
 
@@ -67,6 +69,12 @@ def prepare_data(out: Path, quick: bool, dilute_frames: int, pool_frames: int, h
     }
 
 
+def prepare_dilute_pool(out: Path, quick: bool, n_frames: int) -> Path:
+    """Extra dilute frames (same composition as the start set, other seeds) for the mixed pool."""
+    eq, interval = (2.0, 0.2) if quick else (20.0, 1.0)
+    return sample_and_label(out / "dilute_pool.xyz", 1, 16 if quick else 64, n_frames, [111, 112], interval, eq)
+
+
 def fit_config(epochs: int, quick: bool):
     """Training settings: polarff's defaults (5 Å cutoff, 128×128 trunk, 32 classes), or tiny ones for tests."""
     from polarff.model import FitConfig
@@ -74,6 +82,22 @@ def fit_config(epochs: int, quick: bool):
     if quick:
         return FitConfig(epochs=epochs, eval_every=5, hidden=[16], n_bins=8, cutoff=3.5, n_radial=3, n_angular=1)
     return FitConfig(epochs=epochs, eval_every=10)
+
+
+def report_diagnostics(runs: Path, seed: int, committee: int, pool) -> dict:
+    """Rank correlation of entropy and committee spread with the real errors of the round-0 models on the
+    pool (labels known); written to ``diagnostics.json``."""
+    import json
+
+    from polarff.active import uncertainty_diagnostics
+    from polarff.artifact import load_model
+
+    models = [load_model(runs / f"seed{seed}_initial" / f"model_{k}.pff") for k in range(committee)]
+    diag = uncertainty_diagnostics(models, pool)
+    (runs / "diagnostics.json").write_text(json.dumps(diag, indent=2))
+    for name, values in diag.items():
+        print(f"{name:10s} " + "  ".join(f"{k} {v:+.3f}" for k, v in values.items()))
+    return diag
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,16 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--per-round", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--committee", type=int, default=3, help="models of the query-by-committee variant")
     p.add_argument("--epochs", type=int, default=150, help="epochs of the initial fit")
     p.add_argument("--retrain-epochs", type=int, default=60, help="epochs of each warm-start retraining")
-    p.add_argument("--docs-img", help="also copy the plot here (e.g. docs/img/active_vs_random.png)")
+    p.add_argument("--mixed", type=int, default=0, metavar="N",
+                   help="also run with a mixed pool: the concentrated pool plus N more dilute frames")
+    p.add_argument("--docs-img", help="also copy the plot here (e.g. docs/img/active_vs_random.png; "
+                   "the mixed-pool plot goes beside it with suffix _mixed)")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.quick:
         args.dilute_frames, args.pool_frames, args.heldout_frames = 4, 6, 3
-        args.rounds, args.per_round, args.seeds = 2, 1, [0]
+        args.rounds, args.per_round, args.seeds, args.committee = 2, 1, [0], 2
         args.epochs, args.retrain_epochs = 10, 5
     paths = prepare_data(out, args.quick, args.dilute_frames, args.pool_frames, args.heldout_frames)
+    if args.mixed:
+        paths["dilute_pool"] = prepare_dilute_pool(out, args.quick, args.mixed)
     if args.stage == "data":
         return 0
 
@@ -104,15 +134,29 @@ def main(argv: list[str] | None = None) -> int:
     from polarff.io import read_frames
 
     cfg = fit_config(args.epochs, args.quick)
+    variants = {"active": {}, "committee": {"committee": args.committee, "entropy_weight": 0.0}}
     result = compare_strategies(read_frames(paths["dilute"]), read_frames(paths["pool"]),
                                 read_frames(paths["heldout"]), out / "runs", cfg, rounds=args.rounds,
-                                per_round=args.per_round, seeds=args.seeds, retrain_epochs=args.retrain_epochs)
-    print(result.markdown)
+                                per_round=args.per_round, seeds=args.seeds, retrain_epochs=args.retrain_epochs,
+                                variants=variants)
+    print("concentrated pool:\n" + result.markdown)
+    report_diagnostics(out / "runs", args.seeds[0], args.committee, read_frames(paths["pool"]))
+    plots = [(result.plot_path, args.docs_img)]
+    if args.mixed:
+        pool = read_frames(paths["pool"]) + read_frames(paths["dilute_pool"])
+        mixed = compare_strategies(read_frames(paths["dilute"]), pool, read_frames(paths["heldout"]),
+                                   out / "runs_mixed", cfg, rounds=args.rounds, per_round=args.per_round,
+                                   seeds=args.seeds, retrain_epochs=args.retrain_epochs, variants=variants)
+        print(f"mixed pool (concentrated + {args.mixed} dilute):\n" + mixed.markdown)
+        if args.docs_img:
+            stem, ext = os.path.splitext(args.docs_img)
+            plots.append((mixed.plot_path, f"{stem}_mixed{ext}"))
     if args.docs_img:
         import shutil
 
-        os.makedirs(os.path.dirname(args.docs_img) or ".", exist_ok=True)
-        shutil.copyfile(result.plot_path, args.docs_img)
+        for source, target in plots:
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            shutil.copyfile(source, target)
     return 0
 
 

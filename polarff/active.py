@@ -92,8 +92,9 @@ class ActiveConfig:
         polarff force implementation for the 'polarff' sampler.
     committee : int
         Models trained with seeds ``seed + k``; > 1 adds committee disagreement to the score.
-    committee_weight : float
-        Weight of the normalised disagreement relative to the normalised entropy.
+    entropy_weight, committee_weight : float
+        Weights of the normalised entropy and of the normalised committee disagreement in the score
+        (``entropy_weight=0`` with ``committee > 1``: pure query-by-committee).
     score_reduce : {'top', 'mean', 'max'}
         Per-frame reduction of per-atom uncertainties.
     top_fraction : float
@@ -123,6 +124,7 @@ class ActiveConfig:
     md_temperature_k: float = 300.0
     md_implementation: str = "torch"
     committee: int = 1
+    entropy_weight: float = 1.0
     committee_weight: float = 1.0
     score_reduce: str = "top"
     top_fraction: float = 0.1
@@ -151,9 +153,11 @@ class ActiveConfig:
                               f"frames_per_round ({self.frames_per_round})")
         if not 0 < self.top_fraction <= 1:
             raise ConfigError(f"active: top_fraction: expected a fraction in (0, 1], found {self.top_fraction}")
-        for name in ("diversity", "committee_weight"):
+        for name in ("diversity", "entropy_weight", "committee_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"active: {name}: expected >= 0, found {getattr(self, name)}")
+        if self.entropy_weight == 0 and (self.committee == 1 or self.committee_weight == 0):
+            raise ConfigError("active: entropy_weight 0 needs a committee (committee > 1, committee_weight > 0)")
         if self.wall_time_s is not None and not self.wall_time_s > 0:
             raise ConfigError(f"active: wall_time_s: expected a positive time (s) or None, found {self.wall_time_s}")
         return self
@@ -219,7 +223,7 @@ def score_candidates(models: Sequence, frames: Sequence[Frame], cfg: ActiveConfi
     dict
         ``entropy`` (F,) per-frame reduced mean-committee entropy (nats); ``disagreement`` (F,) reduced
         per-atom std of the members' charges (e; zeros for one model); ``score`` (F,) = entropy / max +
-        committee_weight · disagreement / max; ``fingerprints`` (F, D).
+        entropy_weight · entropy / max + committee_weight · disagreement / max; ``fingerprints`` (F, D).
     """
     from polarff.model import predict
 
@@ -234,7 +238,7 @@ def score_candidates(models: Sequence, frames: Sequence[Frame], cfg: ActiveConfi
         disagreement = reduce_per_frame(spread, fid, n, cfg.score_reduce, cfg.top_fraction)
     else:
         disagreement = np.zeros(n)
-    score = _unit_max(entropy) + cfg.committee_weight * _unit_max(disagreement)
+    score = cfg.entropy_weight * _unit_max(entropy) + cfg.committee_weight * _unit_max(disagreement)
     return {"entropy": entropy, "disagreement": disagreement, "score": score,
             "fingerprints": frame_fingerprints(models[0], frames)}
 
@@ -463,8 +467,10 @@ class ActiveLoop:
         if path.exists():
             state = _read_json(path)
             old = state["config"]
+            defaults = json.loads(json.dumps(asdict(ActiveConfig()), default=_json_default))
             changed = sorted(k for k in set(old["active"]) | set(config["active"])
-                             if k not in RESUMABLE_CHANGES and old["active"].get(k) != config["active"].get(k))
+                             if k not in RESUMABLE_CHANGES
+                             and old["active"].get(k, defaults.get(k)) != config["active"].get(k, defaults.get(k)))
             if changed or old["fit"] != config["fit"] or old["data"] != config["data"]:
                 what = changed or ["fit config" if old["fit"] != config["fit"] else "input data"]
                 raise ConfigError(f"{path}: the run was started with different settings ({', '.join(map(str, what))}); "
@@ -779,50 +785,67 @@ class ComparisonResult:
 
 def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout: Sequence[Frame],
                        out_dir: str | os.PathLike, fit_cfg, *, rounds: int = 3, per_round: int = 5,
-                       seeds: Sequence[int] = (0,), retrain_epochs: int = 60, diversity: float = 1.0,
-                       committee: int = 1, labeller: Labeller | None = None, progress: bool = True
-                       ) -> ComparisonResult:
-    """Active versus random selection from the same pool, same budget, same seeds; resumable.
+                       seeds: Sequence[int] = (0,), retrain_epochs: int = 60,
+                       variants: dict[str, dict] | None = None, labeller: Labeller | None = None,
+                       progress: bool = True) -> ComparisonResult:
+    """Active selection versus random selection from the same pool, same budget, same seeds; resumable.
 
-    For each seed: one round-0 model trained on ``initial`` (seed ``fit_cfg.seed + seed``), then two
-    runs of :func:`run_active` with ``sampler='pool'`` that start from that same model, one with
-    ``strategy='active'`` and one with ``'random'``; held-out charge error per round.
+    For each seed: round-0 model(s) trained on ``initial`` (member k with seed ``fit_cfg.seed + seed +
+    k``), then :func:`run_active` with ``sampler='pool'`` for ``'random'`` and for every active variant,
+    all starting from the same member-0 model and retrained the same way; held-out charge error of member
+    0 per round.
+
+    Parameters
+    ----------
+    variants : dict of str to dict, optional
+        Active variants by name, each a dict of :class:`ActiveConfig` overrides (e.g.
+        ``{"committee": {"committee": 3, "entropy_weight": 0.0}}``); default ``{"active": {}}`` (entropy
+        + diversity, one model). The random baseline always uses one model.
 
     Returns
     -------
     ComparisonResult
-        Rows ``round, n_labelled, active_mae, active_std, random_mae, random_std`` (+ Na/Cl MAE) averaged
-        over seeds; written to ``comparison.csv``, ``comparison.md`` and ``active_vs_random.png``.
+        Rows ``round, n_labelled, <name>_mae, <name>_mae_std, <name>_mae_Na, <name>_mae_Cl`` averaged over
+        seeds, for every variant and ``random``; written to ``comparison.csv``, ``comparison.md`` and
+        ``active_vs_random.png``.
     """
     from polarff.artifact import load_model
     from polarff.model import fit
 
+    variants = dict(variants or {"active": {}})
+    if "random" in variants:
+        raise ConfigError("compare_strategies: 'random' is the baseline; name the active variants otherwise")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[list[dict]]] = {s: [] for s in STRATEGIES}
+    runs: dict[str, list[list[dict]]] = {name: [] for name in [*variants, "random"]}
     complete = True
+    n = len(initial)
+    split = (np.arange(n), np.zeros(0, dtype=int), np.zeros(0, dtype=int))
     for seed in seeds:
         cfg_seed = dataclasses.replace(fit_cfg, seed=fit_cfg.seed + int(seed))
-        base_path = out / f"seed{seed}_initial" / "model_0.pff"
-        if not base_path.exists():
-            n = len(initial)
-            fit(initial, cfg_seed, out_path=base_path, progress=progress,
-                split=(np.arange(n), np.zeros(0, dtype=int), np.zeros(0, dtype=int)))
-        base = load_model(base_path)
-        for strategy in STRATEGIES:
-            cfg = ActiveConfig(rounds=rounds, frames_per_round=per_round, candidates_per_round=None,
-                               strategy=strategy, sampler="pool", committee=committee, diversity=diversity,
-                               retrain_epochs=retrain_epochs, seed=int(seed))
-            result = run_active(out / f"seed{seed}_{strategy}", initial, heldout, cfg_seed, cfg, pool=pool,
-                                initial_models=[base] * committee if committee == 1 else None,
-                                labeller=labeller, progress=progress)
+        committee = max([int(v.get("committee", 1)) for v in variants.values()] + [1])
+        base = []
+        for k in range(committee):
+            path = out / f"seed{seed}_initial" / f"model_{k}.pff"
+            if not path.exists():
+                fit(initial, dataclasses.replace(cfg_seed, seed=cfg_seed.seed + k), out_path=path,
+                    progress=progress, split=split)
+            base.append(load_model(path))
+        for name, options in [*variants.items(), ("random", {"strategy": "random"})]:
+            settings = dict(rounds=rounds, frames_per_round=per_round, candidates_per_round=None, sampler="pool",
+                            retrain_epochs=retrain_epochs, seed=int(seed))
+            settings.update(options)
+            cfg = ActiveConfig(**settings)
+            result = run_active(out / f"seed{seed}_{name}", initial, heldout, cfg_seed, cfg, pool=pool,
+                                initial_models=base[:cfg.committee], labeller=labeller, progress=progress)
             complete &= result.status == "done"
-            runs[strategy].append(sorted(result.metrics, key=lambda x: x["round"]))
+            runs[name].append(sorted(result.metrics, key=lambda x: x["round"]))
     rows = _comparison_rows(runs)
     csv_path, plot_path = out / "comparison.csv", out / "active_vs_random.png"
     write_metrics_csv(csv_path, rows)
-    plot_comparison(rows, plot_path, len(seeds))
-    markdown = comparison_markdown(rows, len(seeds))
+    names = list(runs)
+    plot_comparison(rows, plot_path, len(seeds), names)
+    markdown = comparison_markdown(rows, len(seeds), names)
     fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         handle.write(markdown + "\n")
@@ -834,62 +857,95 @@ def _comparison_rows(runs: dict[str, list[list[dict]]]) -> list[dict]:
     n_rounds = min(len(r) for runs_s in runs.values() for r in runs_s)
     rows = []
     for k in range(n_rounds):
-        row = {"round": k, "n_labelled": runs["active"][0][k]["n_labelled"]}
-        for strategy, per_seed in runs.items():
-            for key, name in (("heldout_charge_mae", "mae"), ("heldout_charge_mae_Na", "mae_Na"),
-                              ("heldout_charge_mae_Cl", "mae_Cl"), ("selected_mean_entropy", "selected_entropy")):
+        row = {"round": k, "n_labelled": runs["random"][0][k]["n_labelled"]}
+        for name, per_seed in runs.items():
+            for key, short in (("heldout_charge_mae", "mae"), ("heldout_charge_mae_Na", "mae_Na"),
+                               ("heldout_charge_mae_Cl", "mae_Cl")):
                 values = [r[k][key] for r in per_seed if key in r[k]]
                 if values:
-                    row[f"{strategy}_{name}"] = float(np.mean(values))
-                    if name == "mae":
-                        row[f"{strategy}_mae_std"] = float(np.std(values))
+                    row[f"{name}_{short}"] = float(np.mean(values))
+                    if short == "mae":
+                        row[f"{name}_mae_std"] = float(np.std(values))
         rows.append(row)
     return rows
 
 
-def comparison_markdown(rows: Sequence[dict], n_seeds: int) -> str:
+def comparison_markdown(rows: Sequence[dict], n_seeds: int, names: Sequence[str] = ("active", "random")) -> str:
     """Markdown table of :func:`compare_strategies` rows (MAE in e, mean ± std over seeds)."""
-    lines = [f"| round | frames labelled | active: charge MAE (e) | random: charge MAE (e) | "
-             f"active Na / Cl MAE | random Na / Cl MAE |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| round | frames labelled | " + " | ".join(f"{n}: charge MAE (e)" for n in names) + " | "
+             + " | ".join(f"{n}: Na / Cl MAE (e)" for n in names) + " |",
+             "|---:|---:|" + "---:|" * (2 * len(names))]
     for r in rows:
-        def pm(s):
-            return f"{r[f'{s}_mae']:.4f} ± {r[f'{s}_mae_std']:.4f}"
-
-        def ions(s):
-            return f"{r.get(f'{s}_mae_Na', float('nan')):.4f} / {r.get(f'{s}_mae_Cl', float('nan')):.4f}"
-
-        lines.append(f"| {r['round']} | {r['n_labelled']} | {pm('active')} | {pm('random')} | {ions('active')} | "
-                     f"{ions('random')} |")
-    lines.append(f"\nMean ± standard deviation over {n_seeds} seed(s); held-out charge MAE over all atoms.")
+        maes = [f"{r[f'{n}_mae']:.4f} ± {r[f'{n}_mae_std']:.4f}" for n in names]
+        ions = [f"{r.get(f'{n}_mae_Na', float('nan')):.4f} / {r.get(f'{n}_mae_Cl', float('nan')):.4f}" for n in names]
+        lines.append(f"| {r['round']} | {r['n_labelled']} | " + " | ".join(maes + ions) + " |")
+    lines.append(f"\nMean ± standard deviation over {n_seeds} seed(s) of the held-out charge MAE over all atoms; "
+                 "ion columns: mean over seeds.")
     return "\n".join(lines)
 
 
-def plot_comparison(rows: Sequence[dict], path: str | os.PathLike, n_seeds: int) -> None:
-    """Held-out charge MAE against frames labelled, active vs random (PNG)."""
+def plot_comparison(rows: Sequence[dict], path: str | os.PathLike, n_seeds: int,
+                    names: Sequence[str] = ("active", "random")) -> None:
+    """Held-out charge MAE against frames labelled, for each strategy (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    x = [r["n_labelled"] for r in rows]
-    for strategy, marker in (("active", "o-"), ("random", "s--")):
-        y = np.array([r[f"{strategy}_mae"] for r in rows])
-        err = np.array([r[f"{strategy}_mae_std"] for r in rows])
-        ax1.errorbar(x, y, yerr=err, fmt=marker, capsize=3, label=strategy)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = np.array([r["n_labelled"] for r in rows], dtype=float)
+    markers = "os^vD<>"
+    for k, name in enumerate(names):
+        style = "--" if name == "random" else "-"
+        y = np.array([r[f"{name}_mae"] for r in rows])
+        err = np.array([r[f"{name}_mae_std"] for r in rows])
+        shift = (k - (len(names) - 1) / 2) * 0.15
+        ax1.errorbar(x + shift, y, yerr=err, fmt=markers[k % 7] + style, capsize=3, label=name)
         for sp, ls in (("Na", ":"), ("Cl", "-.")):
-            key = f"{strategy}_mae_{sp}"
+            key = f"{name}_mae_{sp}"
             if all(key in r for r in rows):
-                ax2.plot(x, [r[key] for r in rows], marker[0] + ls, label=f"{strategy} {sp}")
-    ax1.set(xlabel="concentrated frames labelled", ylabel="held-out charge MAE (e)",
-            title=f"all atoms ({n_seeds} seed(s))")
-    ax2.set(xlabel="concentrated frames labelled", ylabel="held-out charge MAE (e)", title="ions")
+                ax2.plot(x, [r[key] for r in rows], markers[k % 7] + ls, label=f"{name} {sp}")
+    ax1.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)", title=f"all atoms ({n_seeds} seed(s))")
+    ax2.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)", title="ions (mean over seeds)")
     ax1.legend()
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     _save_figure(fig, Path(path))
     plt.close(fig)
+
+
+def uncertainty_diagnostics(models: Sequence, frames: Sequence[Frame]) -> dict[str, dict[str, float]]:
+    """How well each uncertainty measure ranks the real charge errors of labelled frames.
+
+    Spearman rank correlation, over atoms, between |q_pred − q_ref| of member 0 and (a) its per-atom
+    charge-head entropy, (b) the committee's per-atom charge standard deviation (with ≥ 2 models);
+    overall and per species. A useful measure has ρ > 0.
+
+    Returns
+    -------
+    dict
+        ``{'entropy': {'all': ρ, 'H': ρ, ...}, 'committee': {...}, 'mae': {'all': e, 'H': e, ...}}``.
+    """
+    from scipy.stats import spearmanr
+
+    from polarff.model import predict
+
+    preds = [predict(m, frames) for m in models]
+    reference = np.concatenate([f.labels["charges"] for f in frames])
+    error = np.abs(preds[0]["charges"] - reference)
+    symbols = np.concatenate([np.asarray(f.symbols) for f in frames])
+    measures = {"entropy": preds[0]["entropy_charges"]}
+    if len(preds) > 1:
+        measures["committee"] = np.std([p["charges"] for p in preds], axis=0)
+    out: dict[str, dict[str, float]] = {"mae": {"all": float(error.mean())}}
+    for name, values in measures.items():
+        out[name] = {"all": float(spearmanr(values, error)[0])}
+    for sp in sorted(set(symbols)):
+        sel = symbols == sp
+        out["mae"][sp] = float(error[sel].mean())
+        for name, values in measures.items():
+            out[name][sp] = float(spearmanr(values[sel], error[sel])[0])
+    return out
 
 
 # ------------------------------------------------------------------------------------------- CLI
