@@ -60,14 +60,16 @@ class Build(Command):
 
 class Label(Command):
     name = "label"
-    help = "label frames with GFN2-xTB charges (tblite) and D4 polarizabilities (dftd4); resumable"
+    help = "label frames with GFN2-xTB charges (tblite) and D4/hydrated-ion polarizabilities; resumable"
 
     @staticmethod
     def add_arguments(p):
         p.add_argument("input", help="extxyz file with frames to label")
         p.add_argument("-o", "--output", required=True, help="labelled extxyz (rewritten atomically as it goes)")
         p.add_argument("--charges", default="gfn2", choices=["gfn2", "none"], help="charge method")
-        p.add_argument("--polarizabilities", default="d4", choices=["d4", "none"], help="polarizability method")
+        p.add_argument("--polarizabilities", default="d4-ions", choices=["d4-ions", "d4", "none"],
+                       help="polarizability method: d4-ions (default; D4 for molecules, hydrated-ion literature "
+                            "values for monatomic ions, since D4 overestimates cations 3-150x) or plain d4")
         p.add_argument("--no-resume", action="store_true", help="start over instead of keeping labelled frames")
         p.add_argument("--max-frames", type=int, help="label only the first N frames of the input")
 
@@ -302,5 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run the imported module's main so later-stage commands register in one place
+    from polarff.cli import main as _main
+
+    sys.exit(_main())

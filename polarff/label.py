@@ -7,7 +7,8 @@
   are *not* a response of the electrons in solution. For ions in water they are poor: in an NaCl(aq) box
   D4 gives 4.3 Å^3 for Na+ (its EEQ charge is +0.92) where a hydrated Na+ has ~0.15–0.4 Å^3 (see
   ``polarff/data/README.md`` and ``tests/test_label.py`` for the numbers measured against literature).
-  Use them as a cheap prior only.
+  Use them as a cheap prior only. The method ``d4-ions`` (the default of ``polarff label``) keeps D4 for
+  atoms in molecules and gives monatomic ions the hydrated-ion values of :data:`HYDRATED_ION_ALPHA_A3`.
 
 Units: positions in Å (converted to bohr for the libraries), charges in e, polarizabilities in Å^3.
 """
@@ -32,7 +33,12 @@ BOHR_A = 0.529177210903
 BOHR3_TO_A3 = BOHR_A ** 3  # 0.1481847...
 
 CHARGE_METHODS = ("gfn2", None)
-POLARIZABILITY_METHODS = ("d4", None)
+POLARIZABILITY_METHODS = ("d4-ions", "d4", None)
+
+#: Polarizabilities (Å^3) of ions in water: J. J. Molina et al., J. Chem. Phys. 134, 014511 (2011)
+#: (the values tests/test_label.py measures D4 against). Used by the ``d4-ions`` method, because D4's
+#: charge scaling leaves alkali cations near their neutral-atom values (bare Na+ 23 Å^3, K+ 51 Å^3).
+HYDRATED_ION_ALPHA_A3 = {"Li": 0.03, "Na": 0.41, "K": 1.33, "Cl": 2.96}
 
 
 class LabelError(PolarffError, RuntimeError):
@@ -120,6 +126,24 @@ def d4_polarizabilities(frame: Frame) -> np.ndarray:
     return alpha_au * BOHR3_TO_A3
 
 
+def d4_with_hydrated_ions(frame: Frame) -> np.ndarray:
+    """D4 polarizabilities (Å^3) with monatomic ions set to :data:`HYDRATED_ION_ALPHA_A3`.
+
+    An ion counts as monatomic when no other atom lies within 1.6 Å of it (minimum image).
+    """
+    from polarff.data import minimum_image_vectors
+
+    alpha = d4_polarizabilities(frame)
+    n = frame.n_atoms
+    for k, symbol in enumerate(frame.symbols):
+        if symbol in HYDRATED_ION_ALPHA_A3:
+            d = np.linalg.norm(minimum_image_vectors(frame, np.full(n, k), np.arange(n)), axis=1)
+            d[k] = np.inf
+            if d.min() > 1.6:
+                alpha[k] = HYDRATED_ION_ALPHA_A3[symbol]
+    return alpha
+
+
 def _neutralised(charges: np.ndarray, frame: Frame, what: str, tolerance: float = 1e-6) -> np.ndarray:
     """Check shape, finiteness and the sum of ``charges``; remove the (tiny) residual evenly."""
     if charges.shape != (frame.n_atoms,) or not np.all(np.isfinite(charges)):
@@ -139,6 +163,8 @@ def label_method(charges: str | None = "gfn2", polarizabilities: str | None = "d
         parts.append(f"GFN2-xTB/tblite {metadata.version('tblite')}")
     if polarizabilities == "d4":
         parts.append(f"alpha: D4/dftd4 {metadata.version('dftd4')}")
+    elif polarizabilities == "d4-ions":
+        parts.append(f"alpha: D4/dftd4 {metadata.version('dftd4')}, monatomic ions: Molina et al. 2011")
     return "; ".join(parts)
 
 
@@ -150,6 +176,8 @@ def label_frame(frame: Frame, charges: str | None = "gfn2", polarizabilities: st
         out.labels["charges"] = gfn2_charges(frame)
     if polarizabilities == "d4":
         out.labels["polarizabilities"] = d4_polarizabilities(frame)
+    elif polarizabilities == "d4-ions":
+        out.labels["polarizabilities"] = d4_with_hydrated_ions(frame)
     out.info["label_method"] = label_method(charges, polarizabilities)
     return out.validate()
 

@@ -39,15 +39,9 @@ def export_system(model_path: str, topology_path: str, output: str, implementati
 
 def describe_system(path: str) -> str:
     """Human-readable summary of a System XML: particles, constraints, forces, the polarff force."""
-    import torch  # noqa: F401  (needed before openmmtorch)
-    import openmm
+    from polarff.openmm.loading import load_system_xml
 
-    try:
-        import openmmtorch  # noqa: F401  (registers the TorchForce XML proxy)
-    except ImportError:
-        pass
-    with open(path) as fh:
-        system = openmm.XmlSerializer.deserialize(fh.read())
+    system = load_system_xml(path)
     lines = [f"OpenMM System {path}", f"  particles:   {system.getNumParticles()}",
              f"  constraints: {system.getNumConstraints()}",
              f"  periodic:    {system.usesPeriodicBoundaryConditions()}"]
@@ -55,8 +49,21 @@ def describe_system(path: str) -> str:
         box = system.getDefaultPeriodicBoxVectors()
         lines.append(f"  box (nm):    {box[0][0]._value:.4f} x {box[1][1]._value:.4f} x {box[2][2]._value:.4f}")
     for k, force in enumerate(system.getForces()):
-        extra = ""
-        if force.getName() == "polarff":
-            extra = f"  [polarff electrostatics + induction, {type(force).__name__}]"
-        lines.append(f"  force {k}: {type(force).__name__} '{force.getName()}' group {force.getForceGroup()}{extra}")
+        kind = _force_type(force)
+        extra = f"  [polarff electrostatics + induction, {kind}]" if force.getName() == "polarff" else ""
+        lines.append(f"  force {k}: {kind} '{force.getName()}' group {force.getForceGroup()}{extra}")
     return "\n".join(lines)
+
+
+def _force_type(force) -> str:
+    """Class name of a force; plugin forces come back from SWIG as a plain ``Force``."""
+    kind = type(force).__name__
+    if kind == "Force":
+        try:
+            import openmmtorch
+
+            if openmmtorch.TorchForce.isinstance(force):
+                return "TorchForce"
+        except ImportError:
+            pass
+    return kind

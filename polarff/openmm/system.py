@@ -91,7 +91,9 @@ def make_force(module, periodic: bool, implementation: str = "torch", use_cuda_g
         TorchForce property ``useCUDAGraphs`` (CUDA platform only).
     """
     if implementation == "torch":
-        import torch  # noqa: F401  (loads the CUDA runtime libraries openmmtorch links against)
+        from polarff.openmm.loading import load_openmm
+
+        load_openmm()  # torch before the openmm-torch plugin, whatever the caller imported first
         import openmmtorch
 
         force = openmmtorch.TorchForce(module)
