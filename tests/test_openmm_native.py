@@ -337,6 +337,33 @@ def run_nve(system, start, n_steps, updater=None):
     return energy_drift(trace["time_ps"], trace["total"], system.getNumParticles())
 
 
+@pytest.mark.slow
+def test_benchmark_example_runs(responsive_model, tmp_path):
+    """examples/benchmark_openmm.py: both subcommands on a tiny box write their JSON tables."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "benchmark_openmm.py"
+    spec = importlib.util.spec_from_file_location("benchmark_openmm", script)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    model_path = tmp_path / "model.pff"
+    responsive_model.save(model_path)
+    common = ["--model", str(model_path), "--waters", "32", "--cutoff", str(CUTOFF_NM), "--threads", "1",
+              "--out-dir", str(tmp_path)]
+    assert benchmark.main(["speed", *common, "--rows", "tip3p", "native-amoeba", "native-drude", "--warmup", "1",
+                           "--min-steps", "2", "--min-seconds", "0", "--json", str(tmp_path / "speed.json")]) == 0
+    speed = json.loads((tmp_path / "speed.json").read_text())
+    assert set(speed["rows"]) == {"tip3p", "native-amoeba", "native-drude"} and speed["n_atoms"] == 98
+    assert all(row["ms_per_step"] > 0 and row["platform"] == "CPU" for row in speed["rows"].values())
+    assert "| native-amoeba | CPU |" in benchmark.speed_table(speed)
+    assert benchmark.main(["drift", *common, "--steps", "20", "--equilibrate", "0", "--intervals", "5",
+                           "--json", str(tmp_path / "drift.json")]) == 0
+    drift = json.loads((tmp_path / "drift.json").read_text())
+    assert list(drift["runs"]) == ["TorchForce (exact)", "native every 5", "native never updated"]
+
+
 # ------------------------------------------------------------------------------------------ errors
 def test_bad_input_raises_typed_errors(responsive_model, small_box):
     topology, positions, _ = small_box
