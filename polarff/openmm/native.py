@@ -16,7 +16,7 @@ polarizable forces, parametrised with the model's charges and polarizabilities a
     interaction inside a molecule, induced dipoles coupled everywhere. Periodic topologies use
     OpenMM's AMOEBA PME (which, unlike polarff, also sums the induced dipoles by Ewald: polarff
     truncates induction smoothly at ``induction_cutoff_nm``); non-periodic ones ``NoCutoff``, where
-    the energy equals polarff's (``tests/test_openmm_native.py`` checks it to 1e-4 relative).
+    the energy and forces equal polarff's (``tests/test_openmm_native.py`` checks 1e-6 relative).
 
 ``mode="drude"``
     A ``DrudeForce``: every polarizable heavy atom and ion gets a Drude particle of fixed charge ``q_D``
