@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from polarff.data import Frame, minimum_image_vectors, molecules
+from polarff.data import Frame, molecules
 from polarff.errors import ConfigError, InputError, ModelError
 from polarff.response import ALPHA_FLOOR, DEFAULT_CUTOFF, DEFAULT_SWITCH_ON, THOLE_A, FrameGeometry, switch
 
@@ -251,7 +251,7 @@ class TNEPLoss:
         return batch
 
     # ---------------------------------------------------------------- loss
-    def __call__(self, seg, q_neutral, alpha, batch) -> "tf.Tensor":
+    def __call__(self, seg, q_neutral, alpha, batch):
         """Weighted loss (scalar, dtype of ``q_neutral``); ``seg`` is unused (frames come padded)."""
         import tensorflow as tf
 
@@ -561,8 +561,8 @@ class NumpyNetwork:
         self.model = model
         net = model.network
         self.mean, self.std = np.asarray(net.feature_mean, float), np.asarray(net.feature_std, float)
-        self.layers = [(model.weights[f"dense_{k}/kernel"].astype(float), model.weights[f"dense_{k}/bias"].astype(float))
-                       for k in range(len(net.hidden))]
+        self.layers = [(model.weights[f"dense_{k}/kernel"].astype(float),
+                        model.weights[f"dense_{k}/bias"].astype(float)) for k in range(len(net.hidden))]
         self.activation = net.activation
         self.heads = {}
         for target, binning in model.bins.items():
@@ -759,7 +759,10 @@ def predict_tnep(model, frames: Sequence[Frame], kind: str, config: TNEPFitConfi
     """Frame totals in the GPUMD files' units, and the wall time of each frame.
 
     Per frame (timed): descriptors, network forward pass (numpy), Thole response, conversion to the
-    file convention. Not timed: the molecule topology (fixed along a trajectory).
+    file convention. Not timed: the molecule topology (fixed along a trajectory). BLAS/OpenMP pools
+    are limited to one thread meanwhile: one frame's dense solve is too small to gain from threads, and
+    on a loaded machine their spin-waiting cost up to 100× (measured: 1.8 s instead of 10 ms per frame
+    with OMP_NUM_THREADS=2 at load average 7.5); frames are independent, so parallelise across frames.
 
     Parameters
     ----------
@@ -778,12 +781,20 @@ def predict_tnep(model, frames: Sequence[Frame], kind: str, config: TNEPFitConfi
     seconds : ndarray (F,)
         Wall time of each frame in s.
     """
-    from polarff.descriptors import compute_descriptors
+    from threadpoolctl import threadpool_limits
 
     if kind not in KIND_LABELS:
         raise ConfigError(f"unknown TNEP kind {kind!r}; expected one of {sorted(KIND_LABELS)}")
     network = network or NumpyNetwork(model)
     cutoff, switch_on = _response_settings(model, config)
+    with threadpool_limits(limits=1):  # a 3N×3N solve of a few hundred atoms: threads only contend
+        return _predict_frames(model, network, frames, kind, cutoff, switch_on)
+
+
+def _predict_frames(model, network: NumpyNetwork, frames: Sequence[Frame], kind: str, cutoff: float,
+                    switch_on: float) -> tuple[np.ndarray, np.ndarray]:
+    from polarff.descriptors import compute_descriptors
+
     dcfg = model.descriptor
     values, seconds = [], []
     for frame in frames:

@@ -8,7 +8,6 @@ conventions (adipole = ½(Σ_H (r_H − r_O) − μ), apol on O) and the learnin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
