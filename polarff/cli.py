@@ -119,7 +119,8 @@ class Fit(Command):
 
 class Eval(Command):
     name = "eval"
-    help = "evaluate a model on labelled frames: accuracy, MAE/RMSE per species, conservation"
+    help = ("evaluate a model on labelled frames: accuracy, MAE/RMSE per species, conservation; on TNEP "
+            "dipole/polarizability files, RMSE side by side with the TNEP model (calorine) and ms/frame")
 
     @staticmethod
     def add_arguments(p):
@@ -139,8 +140,17 @@ class Eval(Command):
         from polarff.fileio import write_json
         from polarff.model import predict, prepare, summarize
 
-        model = load_model(args.model)
         frames = _load_frames(args.data)
+        if not any("charges" in f.labels for f in frames):
+            from polarff.tnep_fit import eval_tnep, format_comparison, frame_kinds
+
+            if frame_kinds(frames):  # TNEP-style targets (dipoles / polarizabilities): side by side with TNEP
+                rows = eval_tnep(args.model, args.data or [embedded_data_path()])
+                print(format_comparison(rows))
+                if args.json:
+                    write_json(args.json, [r.summary() for r in rows])
+                return 0
+        model = load_model(args.model)
         if args.split != "all":
             split = model.card.get("split", {}).get(args.split)
             if split is None:
@@ -278,7 +288,8 @@ def _load_optional_commands() -> None:
     """Import the command modules of later stages (each registers its subcommands)."""
     import importlib
 
-    for mod in ("polarff.openmm.commands", "polarff.simulate_cli", "polarff.benchmark", "polarff.active"):
+    for mod in ("polarff.openmm.commands", "polarff.simulate_cli", "polarff.benchmark", "polarff.active",
+                "polarff.tnep_fit"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
