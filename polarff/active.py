@@ -666,10 +666,7 @@ class ActiveLoop:
         row["heldout_polarizability_mae"] = m.get("polarizability_mae", float("nan"))
         row["heldout_mean_entropy"] = m["mean_entropy"]
         if r > 0:
-            scores = _read_json(self._round_dir(r) / "scores.json")
-            chosen = _read_json(self._round_dir(r) / "selection.json")["chosen"]
-            row["candidates_mean_entropy"] = float(np.mean(scores["entropy"]))
-            row["selected_mean_entropy"] = float(np.mean(np.array(scores["entropy"])[chosen]))
+            row.update(selection_statistics(self._round_dir(r)))
         keys = [f"{r}:{s}" for s in (("train", "evaluate") if r == 0 else ROUND_STEPS)]
         row["round_seconds"] = float(sum(self.state.get("step_seconds", {}).get(k, 0.0) for k in keys[:-1]))
         self.state["metrics"] = [x for x in self.state["metrics"] if x["round"] != r] + [row]
@@ -677,6 +674,21 @@ class ActiveLoop:
         plot_metrics(self.state["metrics"], self.dir / "metrics.png")
         self._log(f"round {r}: held-out charge MAE {row['heldout_charge_mae']:.4f} e, "
                   f"mean entropy {row['heldout_mean_entropy']:.3f} nats ({row['n_labelled']} frames labelled)")
+
+
+def selection_statistics(round_dir: str | os.PathLike) -> dict[str, float]:
+    """Mean frame scores of a round's candidates and of its selected frames: entropy (nats) and, with
+    a committee, charge disagreement (e)."""
+    scores = _read_json(Path(round_dir) / "scores.json")
+    chosen = _read_json(Path(round_dir) / "selection.json")["chosen"]
+    out = {}
+    for key in ("entropy", "disagreement"):
+        values = np.asarray(scores[key], dtype=float)
+        if key == "disagreement" and not np.any(values):
+            continue
+        out[f"candidates_mean_{key}"] = float(values.mean())
+        out[f"selected_mean_{key}"] = float(values[chosen].mean())
+    return out
 
 
 def run_active(run_dir: str | os.PathLike, initial_frames: Sequence[Frame], heldout_frames: Sequence[Frame],
@@ -742,7 +754,9 @@ def plot_metrics(rows: Sequence[dict], path: str | os.PathLike) -> None:
 
     rows = sorted(rows, key=lambda x: x["round"])
     rounds = [x["round"] for x in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    committee = [x for x in rows if "selected_mean_disagreement" in x]
+    fig, axes = plt.subplots(1, 3 if committee else 2, figsize=(13 if committee else 9, 3.5))
+    ax1, ax2 = axes[0], axes[1]
     ax1.plot(rounds, [x["heldout_charge_mae"] for x in rows], "o-", label="all atoms")
     for sp in ("Na", "Cl"):
         if all(f"heldout_charge_mae_{sp}" in x for x in rows):
@@ -756,8 +770,16 @@ def plot_metrics(rows: Sequence[dict], path: str | os.PathLike) -> None:
                  label="selected frames (frame score)")
         ax2.plot([x["round"] for x in sel], [x["candidates_mean_entropy"] for x in sel], "v:",
                  label="candidates (frame score)")
-    ax2.set(xlabel="round", ylabel="entropy (nats)", title="uncertainty")
+    ax2.set(xlabel="round", ylabel="entropy (nats)", title="uncertainty: class entropy")
     ax2.legend(fontsize=8)
+    if committee:
+        ax3 = axes[2]
+        ax3.plot([x["round"] for x in committee], [x["selected_mean_disagreement"] for x in committee], "^--",
+                 label="selected frames")
+        ax3.plot([x["round"] for x in committee], [x["candidates_mean_disagreement"] for x in committee], "v:",
+                 label="candidates")
+        ax3.set(xlabel="round", ylabel="charge spread (e)", title="uncertainty: committee disagreement")
+        ax3.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, Path(path))
     plt.close(fig)
@@ -971,6 +993,11 @@ class Active(Command):
         p.add_argument("--ion", default="NaCl", choices=["NaCl", "KCl", "LiCl"])
         p.add_argument("--pairs", type=int, default=3)
         p.add_argument("--waters", type=int, default=32)
+        p.add_argument("--md-equilibration-ps", type=float, default=5.0, help="MD equilibration per round (ps)")
+        p.add_argument("--md-interval-ps", type=float, default=0.5, help="MD time between candidates (ps)")
+        p.add_argument("--md-implementation", choices=["torch", "python"], default="torch",
+                       help="polarff force for the polarff sampler (TorchForce or PythonForce)")
+        p.add_argument("--entropy-weight", type=float, default=1.0, help="weight of entropy in the score")
         p.add_argument("--epochs", type=int, help="epochs of the round-0 fit")
         p.add_argument("--retrain-epochs", type=int, default=60)
         p.add_argument("--wall-time", type=float, help="budget of this invocation (s)")
@@ -989,7 +1016,9 @@ class Active(Command):
                            candidates_per_round=(args.candidates or None), strategy=args.strategy,
                            sampler=sampler, ion=args.ion, n_pairs=args.pairs, n_waters=args.waters,
                            committee=args.committee, diversity=args.diversity, retrain_epochs=args.retrain_epochs,
-                           wall_time_s=args.wall_time, seed=args.seed)
+                           wall_time_s=args.wall_time, seed=args.seed, md_equilibration_ps=args.md_equilibration_ps,
+                           md_interval_ps=args.md_interval_ps, md_implementation=args.md_implementation,
+                           entropy_weight=args.entropy_weight)
         result = run_active(args.output, _load_frames(args.initial), read_frames(args.heldout), fit_cfg, cfg,
                             pool=pool, initial_models=args.model)
         for row in result.metrics:
