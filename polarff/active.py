@@ -1086,7 +1086,8 @@ class CalibrateAlpha(Command):
         for row in calib.summary():
             print(f"{row['name']:12s} α DFT {row['alpha_dft']:7.3f}  GFN2 {row['alpha_gfn2']:7.3f}  "
                   f"D4 {row['alpha_d4']:7.3f}  scaled D4 {row['alpha_d4_scaled']:7.3f}  scaled GFN2 "
-                  f"{row['alpha_gfn2_scaled']:7.3f} Å³   DFT {row['seconds_dft']:6.1f} s ({row['n_basis']} functions)")
+                  f"{row['alpha_gfn2_scaled']:7.3f} Å³   DFT {row['seconds_dft']:6.1f} s "
+                  f"({row['n_basis']} functions)")
         for base, scales in calib.scales.items():
             print(f"scale {base} → DFT: " + "  ".join(f"{s} {v:.3f}" for s, v in scales.items()))
         if args.apply:

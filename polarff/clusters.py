@@ -579,8 +579,9 @@ def calibration_clusters(frames: Sequence[Frame] = (), max_waters: int = 3, ions
             centre = frame.symbols.index(ion)
             sign = "+" if FORMAL_CHARGES.get(ion, 0) > 0 else "-"
             for k in range(0 if bare_ions else 1, max_waters + 1):
-                out.append((f"{ion}{sign}(H2O){k}" if k else f"{ion}{sign}", cut_cluster(frame, centre, n_molecules=k, neighbours="neutral",
-                                                               molecule_index=mol)))
+                name = f"{ion}{sign}(H2O){k}" if k else f"{ion}{sign}"
+                out.append((name, cut_cluster(frame, centre, n_molecules=k, neighbours="neutral",
+                                              molecule_index=mol)))
     return out
 
 

@@ -192,12 +192,22 @@ def test_random_strategy_uses_the_same_budget(small_sets, tmp_path):
 @pytest.mark.slow
 def test_committee_disagreement_is_scored(small_sets, tmp_path):
     initial, pool, heldout = small_sets
-    result = run_active(tmp_path / "committee", initial, heldout, _fit_config(), _config(committee=2, rounds=1),
+    cfg = _config(committee=2, rounds=1, entropy_weight=0.0)
+    result = run_active(tmp_path / "committee", initial, heldout, _fit_config(), cfg,
                         pool=pool, labeller=CountingLabeller(), progress=False)
     scores = json.loads((tmp_path / "committee" / "round_001" / "scores.json").read_text())
     assert min(scores["disagreement"]) > 0  # two members trained with different seeds disagree
     assert (tmp_path / "committee" / "round_001" / "model_1.pff").exists()
     assert result.status == "done"
+    assert result.metrics[1]["selected_mean_disagreement"] >= result.metrics[1]["candidates_mean_disagreement"]
+    from polarff.active import uncertainty_diagnostics
+    from polarff.artifact import load_model
+
+    models = [load_model(tmp_path / "committee" / "round_000" / f"model_{k}.pff") for k in range(2)]
+    diag = uncertainty_diagnostics(models, pool)
+    assert set(diag) == {"mae", "entropy", "committee"} and set(diag["entropy"]) == {"all", "H", "O", "Na", "Cl"}
+    assert all(-1 <= v <= 1 for v in diag["committee"].values())
+    assert diag["mae"]["all"] > 0
 
 
 def test_cli_registers_commands():
