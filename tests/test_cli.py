@@ -30,8 +30,14 @@ def test_bad_file_gives_one_line_error(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("polarff")]
-    assert lines == [f"polarff: error: {tmp_path / 'missing.pff'}: model file not found"]
+    assert len(lines) == 1 and lines[0].startswith(f"polarff: error: {bad}: cannot parse file")
     assert "Traceback" not in proc.stderr
+    data = tmp_path / "ok.xyz"
+    write_frames(data, [__import__("conftest").water_box(n_side=2)])
+    proc = subprocess.run([sys.executable, "-m", "polarff.cli", "eval", str(tmp_path / "missing.pff"), str(data)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"polarff: error: {tmp_path / 'missing.pff'}: model file not found"
 
 
 def test_fit_eval_info_round_trip(tmp_path, labelled_boxes, capsys):
