@@ -50,6 +50,7 @@ LABELS: dict[str, LabelSpec] = {
     "molecular_polarizabilities": LabelSpec(
         "atom", (3, 3), "Å^3",
         "polarizability tensor of the molecule, stored on its first heavy atom (zero elsewhere)"),
+    "born_charges": LabelSpec("atom", (3, 3), "e", "Born effective charge tensor Z*_ab = ∂F_b/∂E_a"),
     "dipole": LabelSpec("frame", (3,), "e·Å", "total dipole of the frame"),
     "polarizability": LabelSpec("frame", (3, 3), "Å^3", "polarizability tensor of the frame"),
     "gpumd_dipole": LabelSpec(

@@ -7,6 +7,7 @@ name in file                      canonical label                conversion
 ================================  =============================  ======================================
 ``REF_charges``, ``charges``      ``charges`` (e)                none
 ``REF_polarizabilities``          ``polarizabilities`` (Å³)      none
+``REF_born_charges`` (9)          ``born_charges`` (e)           row-major 3×3 per atom
 ``adipole`` (GPUMD, per O)        ``molecular_dipoles`` (e·Å)    μ = r_H1 + r_H2 − 2 r_O − 2·adipole
 ``apol`` (GPUMD, per O, 9)        ``molecular_polarizabilities`` row-major 3×3
 ``dipole`` with ``adipole``       ``gpumd_dipole`` (Å) and       ``dipole`` = Σ molecular dipoles
@@ -103,6 +104,8 @@ def atoms_to_frame(atoms, source: str = "<memory>", index: int | None = None) ->
             continue
         if name in ATOM_ARRAYS:
             frame.labels[ATOM_ARRAYS[name]] = _as_float(value, (n,), name, where)
+        elif name == "REF_born_charges":
+            frame.labels["born_charges"] = _as_float(value, (n, 9), name, where).reshape(n, 3, 3)
         elif name in ("adipole", "apol"):
             pass  # handled below, need all columns first
         elif name.startswith("REF_"):
@@ -228,6 +231,8 @@ def frame_to_atoms(frame: Frame):
     for name, value in frame.labels.items():
         if name in ("charges", "polarizabilities"):
             atoms.arrays[f"REF_{name}"] = np.asarray(value, dtype=float)
+        elif name == "born_charges":
+            atoms.arrays["REF_born_charges"] = np.asarray(value, dtype=float).reshape(frame.n_atoms, 9)
         elif name == "dipole":
             atoms.info["REF_dipole"] = np.asarray(value, dtype=float)
         elif name == "polarizability":

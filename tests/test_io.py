@@ -43,6 +43,7 @@ def test_write_read_round_trip(tmp_path):
     frame.labels["polarizabilities"] = np.full(frame.n_atoms, 0.7)
     frame.labels["dipole"] = np.array([0.1, -0.2, 0.3])
     frame.labels["polarizability"] = np.arange(9.0).reshape(3, 3)
+    frame.labels["born_charges"] = np.arange(frame.n_atoms * 9.0).reshape(frame.n_atoms, 3, 3) / 100
     path = tmp_path / "rt.xyz"
     write_frames(path, [frame, frame])
     back = read_frames(path)
