@@ -265,7 +265,8 @@ def _derived_seed(seed: int, stream: int) -> int:
 
 
 def _make_simulation(topology, box_nm: float, seed: int, threads: int, temperature_k: float,
-                     timestep_fs: float):
+                     timestep_fs: float, minimise_steps: int = 500):
+    """CPU context with a CompoundIntegrator: [0] deterministic steepest descent, [1] Langevin dynamics."""
     import openmm
     from openmm import unit
     from openmm.app import PME, ForceField
@@ -274,12 +275,64 @@ def _make_simulation(topology, box_nm: float, seed: int, threads: int, temperatu
     cutoff_nm = min(0.9, 0.49 * box_nm)
     system = forcefield.createSystem(topology, nonbondedMethod=PME, nonbondedCutoff=cutoff_nm * unit.nanometer,
                                      constraints=None, rigidWater=True, ewaldErrorTolerance=5e-4)
-    integrator = openmm.LangevinMiddleIntegrator(temperature_k * unit.kelvin, 1.0 / unit.picosecond,
-                                                 timestep_fs * unit.femtosecond)
-    integrator.setRandomNumberSeed(_derived_seed(seed, 1))
+    langevin = openmm.LangevinMiddleIntegrator(temperature_k * unit.kelvin, 1.0 / unit.picosecond,
+                                               timestep_fs * unit.femtosecond)
+    langevin.setRandomNumberSeed(_derived_seed(seed, 1))
+    integrator = openmm.CompoundIntegrator()
+    integrator.addIntegrator(_steepest_descent_integrator())
+    integrator.addIntegrator(langevin)
     platform = openmm.Platform.getPlatformByName("CPU")
-    context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
+    context = openmm.Context(system, integrator, platform,
+                             {"Threads": str(threads), "DeterministicForces": "true"})
     return context, integrator
+
+
+def _steepest_descent_integrator(initial_step_nm: float = 0.01):
+    """Adaptive steepest descent as an OpenMM CustomIntegrator (one iteration per ``step``).
+
+    ``x <- x + h f / |f|`` (h: length of the whole move in nm), positions re-constrained (rigid water);
+    the move is kept and h grown by 1.2 if the energy went down, otherwise undone and h halved. Unlike
+    ``openmm.LocalEnergyMinimizer`` (not deterministic; it may recompute forces in a multi-threaded CPU
+    context) this gives the same result on every run.
+    """
+    import openmm
+
+    sd = openmm.CustomIntegrator(0.0)
+    sd.addGlobalVariable("h", initial_step_nm)
+    sd.addGlobalVariable("e_old", 0.0)
+    sd.addGlobalVariable("f_norm2", 0.0)
+    sd.addGlobalVariable("accept", 0.0)
+    sd.addPerDofVariable("x_old", 0.0)
+    sd.addComputeGlobal("e_old", "energy")
+    sd.addComputeSum("f_norm2", "f*f")
+    sd.addComputePerDof("x_old", "x")
+    sd.addComputePerDof("x", "x + h*f/sqrt(max(f_norm2, 1e-12))")
+    sd.addConstrainPositions()
+    sd.addComputeGlobal("accept", "step(e_old - energy)")
+    sd.addComputePerDof("x", "accept*x + (1 - accept)*x_old")
+    sd.addComputeGlobal("h", "accept*min(1.2*h, 0.5) + (1 - accept)*0.5*h")
+    return sd
+
+
+def minimise(context, integrator, iterations: int = 500) -> tuple[float, float]:
+    """Run ``iterations`` of the deterministic steepest descent of :func:`_make_simulation`'s integrator.
+
+    Returns
+    -------
+    tuple of float
+        Potential energy before and after (kJ/mol).
+    """
+    from openmm import unit
+
+    def energy() -> float:
+        return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    context.applyConstraints(1e-6)
+    before = energy()
+    integrator.setCurrentIntegrator(0)
+    integrator.step(iterations)
+    integrator.setCurrentIntegrator(1)
+    return before, energy()
 
 
 def sample_ion_frames(ion: str, n_pairs: int, n_waters: int, n_frames: int, seed: int,
@@ -288,7 +341,8 @@ def sample_ion_frames(ion: str, n_pairs: int, n_waters: int, n_frames: int, seed
                       density_g_cm3: float | None = None) -> list[Frame]:
     """Sample NVT frames of a salt solution with the fixed-charge baseline.
 
-    Builds :func:`build_ion_box`, minimises (L-BFGS, 10 kJ/mol/nm), equilibrates for ``equilibration_ps``
+    Builds :func:`build_ion_box`, minimises (500 steps of deterministic steepest descent, see
+    :func:`minimise`), equilibrates for ``equilibration_ps``
     and keeps one frame every ``interval_ps``: OpenMM CPU platform, PME (cutoff min(0.9 nm, 0.49 box)),
     rigid TIP3P, Joung–Cheatham ions, LangevinMiddleIntegrator (1/ps friction).
 
@@ -301,14 +355,16 @@ def sample_ion_frames(ion: str, n_pairs: int, n_waters: int, n_frames: int, seed
     n_frames : int
         Number of frames to return (>= 1).
     seed : int
-        Seeds the box, the initial velocities and the Langevin noise: the same seed gives the same
-        frames on the same platform and thread count.
+        Seeds the box, the initial velocities and the Langevin noise. With ``threads=1`` the same seed
+        gives bit-identical frames on the same machine and OpenMM build (CPU platform with
+        ``DeterministicForces``; the minimiser is deterministic too). With 2 threads the CPU PME sums are
+        not reproducible and trajectories diverge after a few ps (statistically equivalent frames).
     equilibration_ps, interval_ps : float
         Equilibration time and time between stored frames (ps).
     progress : bool
         Print progress to stderr.
     threads : int
-        CPU platform threads (1 or 2 on shared machines).
+        CPU platform threads; 1 (the default) for reproducible frames.
     temperature_k, timestep_fs : float
         Thermostat temperature (K) and time step (fs).
     density_g_cm3 : float, optional
@@ -332,7 +388,7 @@ def sample_ion_frames(ion: str, n_pairs: int, n_waters: int, n_frames: int, seed
     topology, positions_nm, box_nm = build_ion_box(ion, n_pairs, n_waters, seed, density_g_cm3=density_g_cm3)
     context, integrator = _make_simulation(topology, box_nm, seed, threads, temperature_k, timestep_fs)
     context.setPositions(positions_nm * unit.nanometer)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 5000)
+    minimise(context, integrator)
     context.setVelocitiesToTemperature(temperature_k * unit.kelvin, _derived_seed(seed, 2))
     tag = f"[sample {ion} pairs={n_pairs} waters={n_waters} seed={seed}]"
     start = time.perf_counter()
