@@ -71,7 +71,7 @@ class Label(Command):
                        help="polarizability method: d4-ions (default; D4 for molecules, hydrated-ion literature "
                             "values for monatomic ions, since D4 overestimates cations 3-150x) or plain d4")
         p.add_argument("--no-resume", action="store_true", help="start over instead of keeping labelled frames")
-        p.add_argument("--max-frames", type=int, help="label only the first N frames of the input")
+        p.add_argument("--max-frames", type=int, help="stop after labelling N more frames (rerun to continue)")
 
     @staticmethod
     def run(args):
