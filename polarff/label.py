@@ -35,9 +35,15 @@ BOHR3_TO_A3 = BOHR_A ** 3  # 0.1481847...
 CHARGE_METHODS = ("gfn2", None)
 POLARIZABILITY_METHODS = ("d4-ions", "d4", None)
 
-#: Polarizabilities (Å^3) of ions in water: J. J. Molina et al., J. Chem. Phys. 134, 014511 (2011)
-#: (the values tests/test_label.py measures D4 against). Used by the ``d4-ions`` method, because D4's
-#: charge scaling leaves alkali cations near their neutral-atom values (bare Na+ 23 Å^3, K+ 51 Å^3).
+#: Ion polarizabilities (Å^3) used for monatomic ions in water by the ``d4-ions`` method: the in-crystal
+#: electronic polarizabilities of J. R. Tessman, A. H. Kahn and W. Shockley, Phys. Rev. 92, 890 (1953),
+#: fitted to the refraction of alkali-halide crystals (the values tests/test_label.py measures D4 against).
+#: They stand in for hydrated-ion values because cation polarizabilities are nearly the same free, in
+#: crystals and in water, and aqueous anion values are close to in-crystal ones (N. C. Pyper et al.,
+#: Mol. Phys. 76, 353 (1992); J. J. Molina et al., J. Chem. Phys. 134, 014511 (2011)). Na+ 0.41 is above
+#: the free-ion value (~0.15 Å^3): the additive crystal fit gives part of the anion's response to the
+#: cation. Needed because D4's charge scaling leaves alkali cations near their neutral-atom values
+#: (bare Na+ 23 Å^3, K+ 51 Å^3; 1-6 Å^3 in water).
 HYDRATED_ION_ALPHA_A3 = {"Li": 0.03, "Na": 0.41, "K": 1.33, "Cl": 2.96}
 
 
@@ -164,7 +170,7 @@ def label_method(charges: str | None = "gfn2", polarizabilities: str | None = "d
     if polarizabilities == "d4":
         parts.append(f"alpha: D4/dftd4 {metadata.version('dftd4')}")
     elif polarizabilities == "d4-ions":
-        parts.append(f"alpha: D4/dftd4 {metadata.version('dftd4')}, monatomic ions: Molina et al. 2011")
+        parts.append(f"alpha: D4/dftd4 {metadata.version('dftd4')}, monatomic ions: Tessman-Kahn-Shockley 1953")
     return "; ".join(parts)
 
 
