@@ -547,7 +547,6 @@ class Electrostatics(torch.nn.Module):
         i, j, vectors, coef3, coef5, allowed = self._induction_pairs(
             polarizabilities, i, j, vectors, distances, excluded)
         scale = torch.sqrt(polarizabilities.clamp(min=self.smallest_polarizability))
-        field_coef = coef3 * allowed
         # The solve runs on gradient-free copies. `detach()` and values computed inside `no_grad`
         # from the same inputs are unsafe here: torch.jit.freeze (applied by openmm-torch) removes
         # detach and merges identical expressions across no_grad regions.
