@@ -58,7 +58,7 @@ def prepare_data(out: Path, quick: bool, dilute_frames: int, pool_frames: int, h
     """Build (or reuse) the dilute, pool and held-out labelled sets."""
     out.mkdir(parents=True, exist_ok=True)
     eq, interval = (2.0, 0.2) if quick else (20.0, 1.0)
-    waters_dilute, waters_conc = (16, 16) if quick else (64, 32)
+    waters_dilute, waters_conc = (16, 24) if quick else (64, 32)  # 16 waters + 2 NaCl: GFN2 SCF can fail
     pairs_conc = 2 if quick else 3
     return {
         "dilute": sample_and_label(out / "dilute.xyz", 1, waters_dilute, dilute_frames, [101, 102], interval, eq),

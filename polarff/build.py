@@ -310,7 +310,7 @@ def _steepest_descent_integrator(initial_step_nm: float = 0.01):
     sd.addConstrainPositions()
     sd.addComputeGlobal("accept", "step(e_old - energy)")
     sd.addComputePerDof("x", "accept*x + (1 - accept)*x_old")
-    sd.addComputeGlobal("h", "accept*min(1.2*h, 0.5) + (1 - accept)*0.5*h")
+    sd.addComputeGlobal("h", "accept*min(1.2*h, 0.02) + (1 - accept)*0.5*h")  # step <= 0.02 nm: rigid water stays solvable
     return sd
 
 
