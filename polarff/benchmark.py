@@ -986,8 +986,8 @@ def _report_assessment(results) -> list[str]:
                       f"{p['Na']['displacement_nm']:.3f} nm (formal-charge baseline {f['Na']['displacement_nm']:.3f} nm) "
                       f"with {p['Na']['coordination']:.2f} water O in its first shell (baseline "
                       f"{f['Na']['coordination']:.2f}); a D that is mostly the Yeh–Hummer correction means the ion "
-                      "barely moved. The predicted polarizabilities (table under *Model*) come from the D4 reference "
-                      "labels of the training data.", ""]
+                      "barely moved. The predicted polarizabilities (table under *Model*) are those of the training labels "
+                      "(D4 for water, literature hydrated-ion values for the ions: polarff/data/README.md).", ""]
     lines += ["Why the numbers land where they do, and what limits them:", "",
               "- **Run length.** These are runs of a few picoseconds (see *What ran*), set by the CPU budget of "
               "one benchmark on a shared 2-core machine. The sampling plan above gives lower bounds of the "
@@ -997,7 +997,7 @@ def _report_assessment(results) -> list[str]:
               f"{n_pairs} ion(s) each, and the Yeh–Hummer correction ({fmt(yh)}e-9 m²/s at L = {fmt(box, None, 3)} nm) "
               "is as large as the differences between models.",
               "- **Reference labels.** The polarff charges are learned from GFN2-xTB (Mulliken-type) partial "
-              "charges and D4 atomic polarizabilities, not fitted to transport or to experimental liquid "
+              "charges and D4 (water) or literature (ion) polarizabilities, not fitted to transport or to experimental liquid "
               "properties; the Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted "
               "together with fixed TIP3P charges. Nothing re-balances the LJ terms for the new electrostatics.",
               "- **Rigid water, Langevin thermostat.** Rigid molecules remove the intramolecular IR bands; the "
