@@ -56,6 +56,7 @@ import numpy as np
 
 from polarff.cli import Command, register
 from polarff.data import Frame, dataset_hash
+from polarff.fileio import to_json, write_json
 from polarff.errors import ConfigError, InputError
 
 SAMPLERS = ("classical", "polarff", "pool")
@@ -401,22 +402,6 @@ class _Interrupted(Exception):
         self.status = status
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    raise TypeError(type(o).__name__)
-
-
 def _read_json(path: Path):
     with open(path) as handle:
         return json.load(handle)
@@ -462,12 +447,12 @@ class ActiveLoop:
         from polarff.io import write_frames
 
         path = self.dir / "state.json"
-        config = json.loads(json.dumps({"active": asdict(self.cfg), "fit": asdict(self.fit_cfg),
-                                        "data": self._fingerprint()}, default=_json_default))
+        config = json.loads(to_json({"active": asdict(self.cfg), "fit": asdict(self.fit_cfg),
+                                      "data": self._fingerprint()}))
         if path.exists():
             state = _read_json(path)
             old = state["config"]
-            defaults = json.loads(json.dumps(asdict(ActiveConfig()), default=_json_default))
+            defaults = json.loads(to_json(asdict(ActiveConfig())))
             changed = sorted(k for k in set(old["active"]) | set(config["active"])
                              if k not in RESUMABLE_CHANGES
                              and old["active"].get(k, defaults.get(k)) != config["active"].get(k, defaults.get(k)))
@@ -482,12 +467,12 @@ class ActiveLoop:
         write_frames(self.dir / "heldout.xyz", self.heldout)
         state = {"format": 1, "config": config, "completed": [], "metrics": [], "pool_used": [],
                  "sampler_used": {}, "seconds": 0.0}
-        _write_json(self.dir / "config.json", config)
-        _write_json(path, state)
+        write_json(self.dir / "config.json", config)
+        write_json(path, state)
         return state
 
     def _save_state(self) -> None:
-        _write_json(self.dir / "state.json", self.state)
+        write_json(self.dir / "state.json", self.state)
 
     def _round_dir(self, r: int) -> Path:
         return self.dir / f"round_{r:03d}"
@@ -581,7 +566,7 @@ class ActiveLoop:
     def _do_score(self, r: int) -> None:
         candidates = self._candidates(r)
         scores = score_candidates(self._models(r - 1), candidates, self.cfg)
-        _write_json(self._round_dir(r) / "scores.json", scores)
+        write_json(self._round_dir(r) / "scores.json", scores)
 
     def _do_select(self, r: int) -> None:
         scores = _read_json(self._round_dir(r) / "scores.json")
@@ -593,7 +578,7 @@ class ActiveLoop:
                                     self.cfg.diversity)
         candidates = self._candidates(r)
         pool_index = [int(candidates[i].info["pool_index"]) for i in chosen if "pool_index" in candidates[i].info]
-        _write_json(self._round_dir(r) / "selection.json", {"chosen": chosen, "pool_index": pool_index,
+        write_json(self._round_dir(r) / "selection.json", {"chosen": chosen, "pool_index": pool_index,
                                                               "strategy": self.cfg.strategy})
         self.state["pool_used"] = sorted(set(self.state["pool_used"]) | set(pool_index))
 

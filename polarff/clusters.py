@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from polarff.data import Frame, minimum_image_vectors, molecules
+from polarff.fileio import write_json
 from polarff.errors import ConfigError, InputError
 from polarff.label import BOHR3_TO_A3, BOHR_A, LabelError
 
@@ -537,16 +537,7 @@ class Calibration:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically)."""
-        _write_json(path, self.to_dict())
-
-
-def _write_json(path: str | os.PathLike, obj: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=2)
-    os.replace(tmp, path)
+        write_json(path, self.to_dict())
 
 
 def calibration_clusters(frames: Sequence[Frame] = (), max_waters: int = 3, ions: Sequence[str] = ("Na", "Cl"),

@@ -176,16 +176,10 @@ class SimulationConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "SimulationConfig":
         """Read and validate a YAML config file."""
-        import yaml
+        from polarff.fileio import read_yaml_mapping
 
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ConfigError(f"{path}: config file not found")
-        with open(path) as handle:
-            try:
-                options = yaml.safe_load(handle) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        options = read_yaml_mapping(path)
         return cls.from_dict(options, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
     def validate(self, source: str = "config") -> None:
