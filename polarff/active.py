@@ -46,7 +46,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,7 +55,7 @@ import numpy as np
 
 from polarff.cli import Command, register
 from polarff.data import Frame, dataset_hash
-from polarff.fileio import to_json, write_json
+from polarff.fileio import atomic_path, to_json, write_json, write_text
 from polarff.errors import ConfigError, InputError
 
 SAMPLERS = ("classical", "polarff", "pool")
@@ -721,13 +720,11 @@ def write_metrics_csv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in sorted(rows, key=lambda x: x["round"]):
             writer.writerow(row)
-    os.replace(tmp, path)
 
 
 def plot_metrics(rows: Sequence[dict], path: str | os.PathLike) -> None:
@@ -771,11 +768,8 @@ def plot_metrics(rows: Sequence[dict], path: str | os.PathLike) -> None:
 
 
 def _save_figure(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 # ---------------------------------------------------------------------------- active vs random
@@ -853,10 +847,7 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
     names = list(runs)
     plot_comparison(rows, plot_path, len(seeds), names)
     markdown = comparison_markdown(rows, len(seeds), names)
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(markdown + "\n")
-    os.replace(tmp, out / "comparison.md")
+    write_text(out / "comparison.md", markdown + "\n")
     return ComparisonResult(rows, markdown, csv_path, plot_path, complete)
 
 

@@ -51,11 +51,10 @@ from typing import Mapping, Union
 
 import numpy as np
 import scipy.constants as const
-import scipy.fft
 
 from polarff.analysis.diffusion import (NM2_PER_PS_IN_1E9_M2_PER_S, DiffusionResult, msd_per_atom,
                                         resolve_fit_window)
-from polarff.analysis.stats import (as_series, as_trajectory, block_slices, fit_line, require_finite,
+from polarff.analysis.stats import (as_series, as_trajectory, autocorrelation, block_slices, fit_line, require_finite,
                                     require_positive, standard_error, time_step)
 from polarff.errors import ConfigError, InputError
 
@@ -317,15 +316,7 @@ def current_autocorrelation(current: np.ndarray, max_lag: int | None = None) -> 
     ndarray, shape (max_lag + 1,)
         u².
     """
-    j = as_series(current, "current")
-    n_frames = j.shape[0]
-    max_lag = n_frames - 1 if max_lag is None else int(max_lag)
-    if not 0 <= max_lag < n_frames:
-        raise ConfigError(f"max_lag must lie in 0 .. {n_frames - 1} frames (found {max_lag})")
-    n_fft = scipy.fft.next_fast_len(2 * n_frames, real=True)
-    spectrum = scipy.fft.rfft(j, n=n_fft, axis=0)
-    corr = scipy.fft.irfft(spectrum * np.conj(spectrum), n=n_fft, axis=0)[:max_lag + 1].sum(axis=1)
-    return corr / (n_frames - np.arange(max_lag + 1))
+    return autocorrelation(current, max_lag=max_lag, name="current")
 
 
 def _plateau_indices(plateau_window: tuple[float, float] | None, max_lag: int, dt: float

@@ -38,7 +38,8 @@ import scipy.constants as const
 import scipy.fft
 import scipy.signal
 
-from polarff.analysis.stats import as_series, require_finite, require_positive, time_step
+from polarff.analysis.stats import (as_series, autocorrelation, require_finite,  # noqa: F401 (re-export)
+                                   require_positive, time_step)
 from polarff.errors import ConfigError, InputError
 
 #: 1 THz (ps⁻¹) in cm⁻¹: ν̃ = f / c.
@@ -87,37 +88,6 @@ class Peak:
     wavenumber: float
     intensity: float
     prominence: float
-
-
-def autocorrelation(series: np.ndarray, *, max_lag: int | None = None, subtract_mean: bool = False
-                    ) -> np.ndarray:
-    """Time autocorrelation ``C(k) = 1/(T−k) Σ_t x(t)·x(t+k)`` via zero-padded FFT.
-
-    Parameters
-    ----------
-    series : array_like, shape (T,) or (T, d)
-        Samples in time order; vector components are dotted.
-    max_lag : int, optional
-        Largest lag in frames (default T-1).
-    subtract_mean : bool
-        Remove the time average of every component first.
-
-    Returns
-    -------
-    ndarray, shape (max_lag + 1,)
-        In (unit of ``series``)².
-    """
-    x = as_series(series, "series")
-    if subtract_mean:
-        x = x - x.mean(axis=0)
-    n_frames = x.shape[0]
-    max_lag = n_frames - 1 if max_lag is None else int(max_lag)
-    if not 0 <= max_lag < n_frames:
-        raise ConfigError(f"max_lag must lie in 0 .. {n_frames - 1} frames (found {max_lag})")
-    n_fft = scipy.fft.next_fast_len(2 * n_frames, real=True)
-    spectrum = scipy.fft.rfft(x, n=n_fft, axis=0)
-    corr = scipy.fft.irfft(spectrum * np.conj(spectrum), n=n_fft, axis=0)[:max_lag + 1].sum(axis=1)
-    return corr / (n_frames - np.arange(max_lag + 1))
 
 
 def quantum_correction_factor(wavenumbers: np.ndarray, temperature: float,

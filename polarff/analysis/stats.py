@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import scipy.fft
 
 from polarff.errors import ConfigError, InputError
 
@@ -247,3 +248,36 @@ def require_positive(value: float, name: str, unit: str) -> float:
     if not (np.isfinite(v) and v > 0):
         raise ConfigError(f"{name} must be a positive number in {unit} (found {value!r})")
     return v
+
+
+def autocorrelation(series: np.ndarray, *, max_lag: int | None = None, subtract_mean: bool = False,
+                    name: str = "series") -> np.ndarray:
+    """Time autocorrelation ``C(k) = 1/(T−k) Σ_t x(t)·x(t+k)`` via zero-padded FFT.
+
+    Parameters
+    ----------
+    series : array_like, shape (T,) or (T, d)
+        Samples in time order; vector components are dotted.
+    max_lag : int, optional
+        Largest lag in frames (default T-1).
+    subtract_mean : bool
+        Remove the time average of every component first.
+    name : str
+        Name of the input in error messages.
+
+    Returns
+    -------
+    ndarray, shape (max_lag + 1,)
+        In (unit of ``series``)².
+    """
+    x = as_series(series, name)
+    if subtract_mean:
+        x = x - x.mean(axis=0)
+    n_frames = x.shape[0]
+    max_lag = n_frames - 1 if max_lag is None else int(max_lag)
+    if not 0 <= max_lag < n_frames:
+        raise ConfigError(f"max_lag must lie in 0 .. {n_frames - 1} frames (found {max_lag})")
+    n_fft = scipy.fft.next_fast_len(2 * n_frames, real=True)
+    spectrum = scipy.fft.rfft(x, n=n_fft, axis=0)
+    corr = scipy.fft.irfft(spectrum * np.conj(spectrum), n=n_fft, axis=0)[:max_lag + 1].sum(axis=1)
+    return corr / (n_frames - np.arange(max_lag + 1))

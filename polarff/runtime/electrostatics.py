@@ -431,25 +431,22 @@ class Electrostatics(torch.nn.Module):
     def induced_dipoles(self, positions: torch.Tensor, box: torch.Tensor, charges: torch.Tensor,
                         polarizabilities: torch.Tensor) -> torch.Tensor:
         """Induced dipoles after the fixed number of CG iterations, shape (N, 3), e·nm (no gradient)."""
-        self._check_inputs(positions, box, charges, polarizabilities)
-        box = box.to(positions.dtype)
-        i, j, vectors, distances, excluded = self._pair_list(positions, box)
-        _, dipoles, _ = self._induction(charges.to(positions.dtype),
-                                        polarizabilities.to(positions.dtype), i, j, vectors,
-                                        distances, excluded)
-        return dipoles
+        return self._solve_induction(positions, box, charges, polarizabilities)[1]
 
     @torch.jit.export
     def induction_residual(self, positions: torch.Tensor, box: torch.Tensor, charges: torch.Tensor,
                            polarizabilities: torch.Tensor) -> torch.Tensor:
         """Relative residual ``|S E - (I - S T S) nu| / |S E|`` of the dipole solve (0-d tensor)."""
+        return self._solve_induction(positions, box, charges, polarizabilities)[2]
+
+    def _solve_induction(self, positions: torch.Tensor, box: torch.Tensor, charges: torch.Tensor,
+                         polarizabilities: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Checked inputs → pair list → :meth:`_induction` (energy, dipoles, residual)."""
         self._check_inputs(positions, box, charges, polarizabilities)
         box = box.to(positions.dtype)
         i, j, vectors, distances, excluded = self._pair_list(positions, box)
-        _, _, residual = self._induction(charges.to(positions.dtype),
-                                         polarizabilities.to(positions.dtype), i, j, vectors,
-                                         distances, excluded)
-        return residual
+        return self._induction(charges.to(positions.dtype), polarizabilities.to(positions.dtype), i, j,
+                               vectors, distances, excluded)
 
     @torch.jit.export
     def permanent_field(self, positions: torch.Tensor, box: torch.Tensor, charges: torch.Tensor,
