@@ -18,6 +18,7 @@ from polarff.runtime.electrostatics import (  # noqa: E402
     ONE_4PI_EPS0,
     Electrostatics,
     ewald_parameters,
+    gather_rows,
 )
 from polarff.runtime.neighbors import PairList, normalize_exclusions  # noqa: E402
 
@@ -511,3 +512,33 @@ def test_ewald_parameters_follow_openmm_convention():
     parameters = ewald_parameters(0.9, 5e-4)
     assert parameters["alpha"] == pytest.approx(np.sqrt(-np.log(1e-3)) / 0.9)
     assert parameters["smearing"] == pytest.approx(1 / (np.sqrt(2) * parameters["alpha"]))
+
+
+def test_gather_rows_equals_index_select_and_its_gradient():
+    generator = torch.Generator().manual_seed(3)
+    table = torch.randn(7, 27, dtype=torch.float64, generator=generator, requires_grad=True)
+    pairs = torch.randint(0, 7, (50, 2), generator=generator)
+    index = pairs[:, 0]  # strided view, as vesin returns it
+    weights = torch.randn(50, 27, dtype=torch.float64, generator=generator)
+    gathered = gather_rows(table, index)
+    expected = table.index_select(0, index)
+    assert torch.equal(gathered, expected)
+    (grad,) = torch.autograd.grad((gathered * weights).sum(), table)
+    (grad_expected,) = torch.autograd.grad((expected * weights).sum(), table)
+    assert torch.allclose(grad, grad_expected, rtol=0, atol=1e-14)
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_and_honours_opt_out(monkeypatch):
+    import sys
+
+    from polarff.runtime import allocator
+
+    monkeypatch.setattr(allocator, "_applied", False)
+    monkeypatch.setenv("POLARFF_KEEP_FREED_MEMORY", "0")
+    assert allocator.keep_freed_memory() is False
+    assert allocator._applied is False
+    monkeypatch.delenv("POLARFF_KEEP_FREED_MEMORY")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt tuning applies to Linux/glibc only")
+    assert allocator.keep_freed_memory() is True
+    assert allocator._applied is True

@@ -49,9 +49,12 @@ def load_system_xml(path: str):
     openmm-torch ``TorchForce`` elements are rebuilt here from their embedded TorchScript module instead
     of by OpenMM's XmlSerializer, which crashes (segmentation fault) on them with openmm 8.6 +
     openmm-torch 1.5 and does not record the force name; a TorchForce whose module has the polarff
-    ``properties`` method gets the name ``polarff`` back.
+    ``properties`` method gets the name ``polarff`` back. A System with a torch or Python force also
+    gets :func:`polarff.runtime.allocator.keep_freed_memory` applied.
     """
     import xml.etree.ElementTree as ElementTree
+
+    from polarff.runtime.allocator import keep_freed_memory
 
     openmm = load_openmm()
     if not os.path.exists(path):
@@ -67,6 +70,8 @@ def load_system_xml(path: str):
         system = openmm.XmlSerializer.deserialize(ElementTree.tostring(root, encoding="unicode"))
         for element in torch_elements:
             system.addForce(_torch_force_from_xml(element))
+        if torch_elements or "PythonForce" in text:
+            keep_freed_memory()
     except InputError:
         raise
     except Exception as exc:

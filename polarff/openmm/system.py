@@ -89,7 +89,13 @@ def make_force(module, periodic: bool, implementation: str = "torch", use_cuda_g
         ``openmmtorch.TorchForce`` (GPU plugin) or ``openmm.PythonForce``.
     use_cuda_graphs : bool
         TorchForce property ``useCUDAGraphs`` (CUDA platform only).
+
+    Also applies :func:`polarff.runtime.allocator.keep_freed_memory` (faster CPU evaluation; opt out
+    with ``POLARFF_KEEP_FREED_MEMORY=0``).
     """
+    from polarff.runtime.allocator import keep_freed_memory
+
+    keep_freed_memory()
     if implementation == "torch":
         from polarff.openmm.loading import load_openmm
 

@@ -52,7 +52,7 @@ class TorchDescriptors(torch.nn.Module):
         """Half neighbour list: i, j and differentiable vectors r_j − r_i + shift·cell (Å)."""
         ij_s = self.neighbors.compute(points=positions.detach(), box=cell.detach(), periodic=periodic,
                                       quantities="ijS", copy=True)
-        i, j, shifts = ij_s[0], ij_s[1], ij_s[2]
+        i, j, shifts = ij_s[0].contiguous(), ij_s[1].contiguous(), ij_s[2]  # contiguous: faster gathers
         vectors = positions[j] - positions[i] + shifts.to(positions.dtype) @ cell
         return i, j, vectors
 

@@ -224,7 +224,9 @@ class PairList(torch.nn.Module):
         searcher = NeighborList(cutoff=self.cutoff_nm, full_list=False)
         found: List[torch.Tensor] = searcher.compute(positions.detach(), search_box,
                                                      self.periodic, "ijS")
-        i, j, shifts = found[0], found[1], found[2]
+        # vesin returns i and j as strided views of one (P, 2) tensor; gathers with strided indices
+        # are several times slower on CPU, so make them contiguous once here
+        i, j, shifts = found[0].contiguous(), found[1].contiguous(), found[2]
         vectors = positions[j] - positions[i]
         if self.periodic:
             vectors = vectors + shifts.to(positions.dtype) @ box
