@@ -773,28 +773,75 @@ def _save_figure(fig, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- active vs random
+#: Held-out metrics compared between strategies: ``metrics.csv`` column → short name in comparison rows.
+COMPARED_METRICS = {"heldout_charge_mae": "mae", "heldout_charge_mae_Na": "mae_Na",
+                    "heldout_charge_mae_Cl": "mae_Cl"}
+
+
 @dataclass
 class ComparisonResult:
-    """Outcome of :func:`compare_strategies`: per-round rows, a Markdown table and file paths."""
+    """Outcome of :func:`compare_strategies`.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per round: mean and standard deviation over seeds of every strategy's metrics, and the paired
+        difference of every active variant to random (see :func:`paired_difference`).
+    markdown : str
+        Tables of ``rows`` and ``summary`` (see :func:`comparison_markdown`).
+    csv_path, plot_path : Path
+        ``comparison.csv`` and ``active_vs_random.png``.
+    complete : bool
+        Every run finished all its rounds.
+    per_seed : list of dict
+        Every (round, seed, strategy) value (also in ``comparison_seeds.csv``).
+    summary : dict or None
+        Like a row, for the per-seed mean over rounds 1…R (the learning curve's mean); None without rounds.
+    """
 
     rows: list[dict]
     markdown: str
     csv_path: Path
     plot_path: Path
     complete: bool
+    per_seed: list[dict] = dataclasses.field(default_factory=list)
+    summary: dict | None = None
+
+
+def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
+    """Paired comparison over seeds of a strategy with a baseline: ``d_s = values_s − baseline_s``.
+
+    Returns
+    -------
+    dict
+        ``mean`` (mean of d), ``se`` (standard error: std with ddof 1 / √n; nan for n < 2), ``t`` (mean / se),
+        ``p`` (two-sided paired t-test, n − 1 degrees of freedom; nan when se is 0 or n < 2), ``n`` and
+        ``lower`` (seeds with d < 0, i.e. where the strategy had the smaller error).
+    """
+    from scipy.stats import t as student_t
+
+    d = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    t = p = float("nan")
+    if n > 1 and se > 0:
+        t = mean / se
+        p = float(2 * student_t.sf(abs(t), n - 1))
+    return {"mean": mean, "se": se, "t": t, "p": p, "n": n, "lower": int(np.sum(d < 0))}
 
 
 def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout: Sequence[Frame],
                        out_dir: str | os.PathLike, fit_cfg, *, rounds: int = 3, per_round: int = 5,
                        seeds: Sequence[int] = (0,), retrain_epochs: int = 60,
                        variants: dict[str, dict] | None = None, labeller: Labeller | None = None,
-                       progress: bool = True) -> ComparisonResult:
+                       initial_dir: str | os.PathLike | None = None, progress: bool = True) -> ComparisonResult:
     """Active selection versus random selection from the same pool, same budget, same seeds; resumable.
 
     For each seed: round-0 model(s) trained on ``initial`` (member k with seed ``fit_cfg.seed + seed +
     k``), then :func:`run_active` with ``sampler='pool'`` for ``'random'`` and for every active variant,
     all starting from the same member-0 model and retrained the same way; held-out charge error of member
-    0 per round.
+    0 per round. Strategies are compared seed by seed (:func:`paired_difference`).
 
     Parameters
     ----------
@@ -802,13 +849,16 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
         Active variants by name, each a dict of :class:`ActiveConfig` overrides (e.g.
         ``{"committee": {"committee": 3, "entropy_weight": 0.0}}``); default ``{"active": {}}`` (entropy
         + diversity, one model). The random baseline always uses one model.
+    initial_dir : path-like, optional
+        Folder holding (or receiving) the round-0 models ``seed<S>_initial/model_<k>.pff``; default
+        ``out_dir``. Lets comparisons on several pools share the same starting models (they must have been
+        trained on the same ``initial`` frames with the same ``fit_cfg``).
 
     Returns
     -------
     ComparisonResult
-        Rows ``round, n_labelled, <name>_mae, <name>_mae_std, <name>_mae_Na, <name>_mae_Cl`` averaged over
-        seeds, for every variant and ``random``; written to ``comparison.csv``, ``comparison.md`` and
-        ``active_vs_random.png``.
+        Written to ``comparison.csv`` (per round), ``comparison_seeds.csv`` (per round, seed and
+        strategy), ``comparison_summary.json``, ``comparison.md`` and ``active_vs_random.png``.
     """
     from polarff.artifact import load_model
     from polarff.model import fit
@@ -818,6 +868,7 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
         raise ConfigError("compare_strategies: 'random' is the baseline; name the active variants otherwise")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    start_dir = Path(initial_dir) if initial_dir is not None else out
     runs: dict[str, list[list[dict]]] = {name: [] for name in [*variants, "random"]}
     complete = True
     n = len(initial)
@@ -827,7 +878,7 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
         committee = max([int(v.get("committee", 1)) for v in variants.values()] + [1])
         base = []
         for k in range(committee):
-            path = out / f"seed{seed}_initial" / f"model_{k}.pff"
+            path = start_dir / f"seed{seed}_initial" / f"model_{k}.pff"
             if not path.exists():
                 fit(initial, dataclasses.replace(cfg_seed, seed=cfg_seed.seed + k), out_path=path,
                     progress=progress, split=split)
@@ -842,13 +893,32 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
             complete &= result.status == "done"
             runs[name].append(sorted(result.metrics, key=lambda x: x["round"]))
     rows = _comparison_rows(runs)
+    summary = _curve_summary(runs, len(rows))
+    per_seed = _per_seed_rows(runs, seeds, len(rows))
     csv_path, plot_path = out / "comparison.csv", out / "active_vs_random.png"
     write_metrics_csv(csv_path, rows)
+    write_metrics_csv(out / "comparison_seeds.csv", per_seed)
+    write_json(out / "comparison_summary.json", summary)
     names = list(runs)
     plot_comparison(rows, plot_path, len(seeds), names)
-    markdown = comparison_markdown(rows, len(seeds), names)
+    markdown = comparison_markdown(rows, len(seeds), names, summary)
     write_text(out / "comparison.md", markdown + "\n")
-    return ComparisonResult(rows, markdown, csv_path, plot_path, complete)
+    return ComparisonResult(rows, markdown, csv_path, plot_path, complete, per_seed, summary)
+
+
+def _statistics(per_name: dict[str, list[float]], short: str) -> dict[str, float]:
+    """Mean and std (ddof 1) over seeds of each strategy, paired difference of each variant to random."""
+    row = {}
+    for name, values in per_name.items():
+        v = np.asarray(values, dtype=float)
+        row[f"{name}_{short}"] = float(v.mean())
+        row[f"{name}_{short}_std"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    for name in per_name:
+        if name != "random":
+            d = paired_difference(per_name[name], per_name["random"])
+            for key in ("mean", "se", "p", "lower"):
+                row[f"{name}_minus_random_{short}" + ("" if key == "mean" else f"_{key}")] = d[key]
+    return row
 
 
 def _comparison_rows(runs: dict[str, list[list[dict]]]) -> list[dict]:
@@ -856,57 +926,111 @@ def _comparison_rows(runs: dict[str, list[list[dict]]]) -> list[dict]:
     rows = []
     for k in range(n_rounds):
         row = {"round": k, "n_labelled": runs["random"][0][k]["n_labelled"]}
-        for name, per_seed in runs.items():
-            for key, short in (("heldout_charge_mae", "mae"), ("heldout_charge_mae_Na", "mae_Na"),
-                               ("heldout_charge_mae_Cl", "mae_Cl")):
-                values = [r[k][key] for r in per_seed if key in r[k]]
-                if values:
-                    row[f"{name}_{short}"] = float(np.mean(values))
-                    if short == "mae":
-                        row[f"{name}_mae_std"] = float(np.std(values))
+        for key, short in COMPARED_METRICS.items():
+            if all(key in r[k] for per_seed in runs.values() for r in per_seed):
+                row.update(_statistics({name: [r[k][key] for r in per_seed] for name, per_seed in runs.items()},
+                                       short))
         rows.append(row)
     return rows
 
 
-def comparison_markdown(rows: Sequence[dict], n_seeds: int, names: Sequence[str] = ("active", "random")) -> str:
-    """Markdown table of :func:`compare_strategies` rows (MAE in e, mean ± std over seeds)."""
-    lines = ["| round | frames labelled | " + " | ".join(f"{n}: charge MAE (e)" for n in names) + " | "
-             + " | ".join(f"{n}: Na / Cl MAE (e)" for n in names) + " |",
-             "|---:|---:|" + "---:|" * (2 * len(names))]
-    for r in rows:
-        maes = [f"{r[f'{n}_mae']:.4f} ± {r[f'{n}_mae_std']:.4f}" for n in names]
-        ions = [f"{r.get(f'{n}_mae_Na', float('nan')):.4f} / {r.get(f'{n}_mae_Cl', float('nan')):.4f}" for n in names]
-        lines.append(f"| {r['round']} | {r['n_labelled']} | " + " | ".join(maes + ions) + " |")
-    lines.append(f"\nMean ± standard deviation over {n_seeds} seed(s) of the held-out charge MAE over all atoms; "
-                 "ion columns: mean over seeds.")
-    return "\n".join(lines)
+def _curve_summary(runs: dict[str, list[list[dict]]], n_rounds: int) -> dict | None:
+    """Statistics of the per-seed mean over rounds 1…R (how fast the error falls, not only where it ends)."""
+    if n_rounds < 2:
+        return None
+    labelled = [runs["random"][0][k]["n_labelled"] for k in (1, n_rounds - 1)]
+    row: dict = {"round": f"1–{n_rounds - 1}", "n_labelled": f"{labelled[0]}–{labelled[1]} (mean)"}
+    for key, short in COMPARED_METRICS.items():
+        if all(key in r[k] for per_seed in runs.values() for r in per_seed for k in range(1, n_rounds)):
+            row.update(_statistics({name: [float(np.mean([r[k][key] for k in range(1, n_rounds)]))
+                                           for r in per_seed] for name, per_seed in runs.items()}, short))
+    return row
+
+
+def _per_seed_rows(runs: dict[str, list[list[dict]]], seeds: Sequence[int], n_rounds: int) -> list[dict]:
+    out = []
+    for name, per_seed in runs.items():
+        for seed, metrics in zip(seeds, per_seed):
+            for r in metrics[:n_rounds]:
+                row = {"round": r["round"], "seed": int(seed), "strategy": name, "n_labelled": r["n_labelled"]}
+                row.update({short: r[key] for key, short in COMPARED_METRICS.items() if key in r})
+                out.append(row)
+    return out
+
+
+def _format_difference(row: dict, name: str, short: str, scale: float) -> str:
+    mean, se = row[f"{name}_minus_random_{short}"], row[f"{name}_minus_random_{short}_se"]
+    if mean == 0 and not se:
+        return "0 (same model)"
+    p = row[f"{name}_minus_random_{short}_p"]
+    return f"{mean * scale:+.2f} ± {se * scale:.2f} (p {p:.3f})"
+
+
+def comparison_markdown(rows: Sequence[dict], n_seeds: int, names: Sequence[str] = ("active", "random"),
+                        summary: dict | None = None) -> str:
+    """Markdown tables of :func:`compare_strategies` rows, one per metric (all atoms, Na, Cl).
+
+    Errors in 10⁻³ e: mean ± standard deviation (ddof 1) over seeds; differences: paired over seeds,
+    variant − random, mean ± standard error with the two-sided paired t-test p value (negative: the
+    variant has the smaller error). A last row gives the same for the per-seed mean over rounds 1…R.
+    """
+    scale = 1e3
+    variants = [n for n in names if n != "random"]
+    blocks = []
+    for short, title in (("mae", "all atoms"), ("mae_Na", "Na"), ("mae_Cl", "Cl")):
+        if not all(f"{n}_{short}" in r for r in rows for n in names):
+            continue
+        lines = [f"**Held-out charge MAE, {title} (10⁻³ e)**", "",
+                 "| round | frames labelled | " + " | ".join(names) + " | "
+                 + " | ".join(f"{n} − random" for n in variants) + " |",
+                 "|---:|---:|" + "---:|" * (len(names) + len(variants))]
+        for r in [*rows, *([summary] if summary and f"random_{short}" in summary else [])]:
+            cells = [f"{r[f'{n}_{short}'] * scale:.2f} ± {r[f'{n}_{short}_std'] * scale:.2f}" for n in names]
+            cells += [_format_difference(r, n, short, scale) for n in variants]
+            lines.append(f"| {r['round']} | {r['n_labelled']} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    blocks.append(f"Mean ± standard deviation over {n_seeds} seed(s); differences paired by seed (same start "
+                  "model, same training seed): mean ± standard error, two-sided paired t-test p. Row "
+                  "'1–R': per-seed mean over rounds 1…R.")
+    return "\n\n".join(blocks)
 
 
 def plot_comparison(rows: Sequence[dict], path: str | os.PathLike, n_seeds: int,
                     names: Sequence[str] = ("active", "random")) -> None:
-    """Held-out charge MAE against frames labelled, for each strategy (PNG)."""
+    """Held-out charge MAE against frames labelled for each strategy (all atoms ± std; Na and Cl), and the
+    paired difference of each variant to random ± standard error (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.9))
     x = np.array([r["n_labelled"] for r in rows], dtype=float)
     markers = "os^vD<>"
     for k, name in enumerate(names):
         style = "--" if name == "random" else "-"
-        y = np.array([r[f"{name}_mae"] for r in rows])
-        err = np.array([r[f"{name}_mae_std"] for r in rows])
         shift = (k - (len(names) - 1) / 2) * 0.15
+        y = np.array([r[f"{name}_mae"] for r in rows])
+        err = np.nan_to_num(np.array([r[f"{name}_mae_std"] for r in rows]))
         ax1.errorbar(x + shift, y, yerr=err, fmt=markers[k % 7] + style, capsize=3, label=name)
         for sp, ls in (("Na", ":"), ("Cl", "-.")):
             key = f"{name}_mae_{sp}"
             if all(key in r for r in rows):
                 ax2.plot(x, [r[key] for r in rows], markers[k % 7] + ls, label=f"{name} {sp}")
-    ax1.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)", title=f"all atoms ({n_seeds} seed(s))")
+        key = f"{name}_minus_random_mae"
+        if name != "random" and all(key in r for r in rows):
+            d = np.array([r[key] for r in rows])
+            se = np.nan_to_num(np.array([r[f"{key}_se"] for r in rows]))
+            ax3.errorbar(x + shift, d, yerr=se, fmt=markers[k % 7] + "-", capsize=3, label=f"{name} − random")
+    ax3.axhline(0.0, color="0.5", lw=0.8)
+    ax1.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)",
+            title=f"all atoms (mean ± std, {n_seeds} seed(s))")
     ax2.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)", title="ions (mean over seeds)")
+    ax3.set(xlabel="frames labelled", ylabel="MAE difference (e)",
+            title="paired difference to random (mean ± SE)")
     ax1.legend()
     ax2.legend(fontsize=7, ncol=2)
+    ax3.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, Path(path))
     plt.close(fig)

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from polarff.active import (ActiveConfig, reduce_per_frame, run_active, select_diverse, select_random)
+from polarff.active import (ActiveConfig, compare_strategies, paired_difference, reduce_per_frame, run_active,
+                            select_diverse, select_random)
 from polarff.errors import ConfigError
 
 from conftest import synthetic_labels, water_box
@@ -189,6 +190,98 @@ def test_random_strategy_uses_the_same_budget(small_sets, tmp_path):
     assert result.metrics[-1]["n_labelled"] == 2 and result.metrics[-1]["strategy"] == "random"
 
 
+def test_paired_difference_is_a_paired_t_test():
+    from scipy.stats import ttest_rel
+
+    active = np.array([7.1, 7.3, 7.0, 7.4, 7.2])
+    random = np.array([7.5, 7.4, 7.3, 7.9, 7.2])
+    d = paired_difference(active, random)
+    diffs = active - random
+    assert d["mean"] == pytest.approx(diffs.mean()) and d["n"] == 5 and d["lower"] == 4
+    assert d["se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(5))
+    assert d["p"] == pytest.approx(ttest_rel(active, random).pvalue)
+    # the pairing matters: the same numbers unpaired (shuffled baseline) give another answer
+    assert paired_difference(active, random[::-1])["p"] != pytest.approx(d["p"])
+    same = paired_difference(random, random)
+    assert same["mean"] == 0 and same["se"] == 0 and np.isnan(same["p"]) and same["lower"] == 0
+    assert np.isnan(paired_difference([1.0], [2.0])["se"])
+
+
+def test_compare_strategies_pairs_seeds_and_shares_start_models(small_sets, tmp_path):
+    """Per-seed values are kept, differences are paired by seed, and a second pool reuses the start models."""
+    import csv
+
+    initial, pool, heldout = small_sets
+    kwargs = dict(rounds=1, per_round=2, seeds=[0, 1], retrain_epochs=2, labeller=CountingLabeller(),
+                  progress=False)
+    first = compare_strategies(initial, pool, heldout, tmp_path / "a", _fit_config(), **kwargs)
+    assert first.complete and [r["round"] for r in first.rows] == [0, 1]
+    with open(tmp_path / "a" / "comparison_seeds.csv") as handle:
+        per_seed = list(csv.DictReader(handle))
+    assert len(per_seed) == 2 * 2 * 2  # rounds × seeds × strategies
+    value = {(int(r["round"]), int(r["seed"]), r["strategy"]): float(r["mae"]) for r in per_seed}
+    for k, row in enumerate(first.rows):
+        diffs = [value[(k, s, "active")] - value[(k, s, "random")] for s in (0, 1)]
+        assert row["active_minus_random_mae"] == pytest.approx(np.mean(diffs))
+        assert row["random_mae"] == pytest.approx(np.mean([value[(k, s, "random")] for s in (0, 1)]))
+        assert row["random_mae_std"] == pytest.approx(np.std([value[(k, s, "random")] for s in (0, 1)], ddof=1))
+    assert first.rows[0]["active_minus_random_mae"] == 0  # both strategies start from the same model
+    assert value[(0, 0, "random")] != value[(0, 1, "random")]  # seeds give different start models
+    assert first.summary["round"] == "1–1"
+    assert first.summary["random_mae"] == pytest.approx(first.rows[1]["random_mae"])
+    assert "0 (same model)" in first.markdown and "| 1–1 |" in first.markdown
+
+    second = compare_strategies(initial, pool[:5], heldout, tmp_path / "b", _fit_config(),
+                                initial_dir=tmp_path / "a", **kwargs)
+    assert not list((tmp_path / "b").glob("seed*_initial"))  # start models taken from the first folder
+    assert second.rows[0]["random_mae"] == pytest.approx(first.rows[0]["random_mae"], rel=1e-12)
+
+
+def test_spanning_pool_reuses_embedded_charges_with_d4_polarizabilities(tmp_path):
+    """examples/active_learning.py: the spanning pool's extra frames keep the embedded GFN2 charges and get
+    plain-D4 polarizabilities (as the rest of the demo), every STRIDE-th frame of each composition."""
+    pytest.importorskip("dftd4")
+    from polarff.io import read_frames
+    from polarff.label import d4_polarizabilities
+
+    module = _example_module()
+    path = module.prepare_spanning_extra(tmp_path, 35)
+    frames = read_frames(path)
+    source = read_frames(_repo_root() / "polarff" / "data" / "nacl_aq.xyz")
+    assert [int(f.info["n_pairs"]) for f in frames] == [1, 1, 2, 2, 3, 3]
+    for frame in frames:
+        original = source[int(frame.info["origin"].split()[-1])]
+        assert int(original.info["n_pairs"]) == int(frame.info["n_pairs"])
+        np.testing.assert_array_equal(frame.labels["charges"], original.labels["charges"])
+        water = np.isin(frame.symbols, ["O", "H"])
+        np.testing.assert_allclose(frame.labels["polarizabilities"][water],
+                                   original.labels["polarizabilities"][water], atol=1e-6)
+        na = np.asarray(frame.symbols) == "Na"
+        assert np.all(original.labels["polarizabilities"][na] == pytest.approx(0.41))
+        # plain D4 for the ions too (coordination-dependent, 0.9–4.4 Å³ for Na here), as the demo's other sets
+        np.testing.assert_allclose(frame.labels["polarizabilities"], d4_polarizabilities(original), atol=1e-6)
+        assert np.all(np.abs(frame.labels["polarizabilities"][na] - 0.41) > 0.3)
+        assert "D4" in frame.info["label_method"] and "Tessman" not in frame.info["label_method"]
+    assert [int(f.info["origin"].split()[-1]) for f in frames] == [0, 35, 70, 105, 140, 175]
+    assert module.prepare_spanning_extra(tmp_path, 35) == path  # reused, not rebuilt
+
+
+def _repo_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
+
+
+def _example_module():
+    import importlib.util
+
+    path = _repo_root() / "examples" / "active_learning.py"
+    spec = importlib.util.spec_from_file_location("active_learning_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_committee_disagreement_is_scored(small_sets, tmp_path):
     initial, pool, heldout = small_sets
@@ -242,16 +335,21 @@ def test_candidates_from_polarff_md_with_the_current_model(small_sets, tmp_path)
 
 @pytest.mark.slow
 def test_example_runs_quick(tmp_path):
-    """examples/active_learning.py --quick: sampling, GFN2-xTB labelling, active vs random table and plot."""
-    import importlib.util
-    from pathlib import Path
-
+    """examples/active_learning.py --quick: sampling, GFN2-xTB labelling, active vs random tables and plots,
+    on the concentrated and on the spanning pool."""
     pytest.importorskip("tblite")
-    path = Path(__file__).resolve().parents[1] / "examples" / "active_learning.py"
-    spec = importlib.util.spec_from_file_location("active_learning_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--out", str(tmp_path / "demo"), "--quick"]) == 0
-    table = (tmp_path / "demo" / "runs" / "comparison.md").read_text()
-    assert table.count("\n| ") == 3  # header row excluded: rounds 0, 1, 2
-    assert (tmp_path / "demo" / "runs" / "active_vs_random.png").stat().st_size > 1000
+    module = _example_module()
+    out = tmp_path / "demo"
+    assert module.main(["--out", str(out), "--quick", "--spanning", "35",
+                        "--docs-img", str(tmp_path / "img" / "al.png")]) == 0
+    for folder in ("runs", "runs_spanning"):
+        table = (out / folder / "comparison.md").read_text()
+        first = table.split("**Held-out charge MAE, Na")[0]
+        assert [line.split("|")[1].strip() for line in first.splitlines() if line.startswith("| ")][1:] == \
+            ["0", "1", "2", "1–2"]  # header, rounds 0, 1, 2 and the mean over rounds 1–2
+        assert (out / folder / "active_vs_random.png").stat().st_size > 1000
+        composition = (out / folder / "composition.md").read_text()
+        assert composition.count("\n| ") == 4  # header excluded: active, committee, random
+    counts = __import__("json").loads((out / "runs_spanning" / "composition.json").read_text())
+    assert all(sum(sum(v) for v in by_key.values()) == 2 for by_key in counts.values())  # 2 rounds × 1 frame
+    assert (tmp_path / "img" / "al_spanning.png").exists() and (tmp_path / "img" / "al.png").exists()
