@@ -540,6 +540,9 @@ class BenchmarkConfig:
         Blocks for error bars.
     cutoff_nm : float, optional
         Nonbonded cutoff (default min(0.9, 0.49 × smallest box edge)).
+    fixed_terms : str, optional
+        Fixed-term ForceField XML of the polarff runs (path or name in ``forcefields/``); default
+        ``polarff_fixed_terms.xml`` (TIP3P / Joung–Cheatham Lennard-Jones).
     minimize_iterations : int
         Largest number of minimiser iterations before equilibration.
     note : str
@@ -570,6 +573,7 @@ class BenchmarkConfig:
     seed: int = 7
     n_blocks: int = 5
     cutoff_nm: float | None = None
+    fixed_terms: str | None = None
     minimize_iterations: int = 20
     note: str = ""
     command: str = ""
@@ -614,7 +618,7 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
         return cfg.cutoff_nm or round(min(0.9, 0.49 * edge), 3)
 
     runs = {"polarff-nacl": SimulationConfig(topology=salt_pdb, model=cfg.model, cutoff_nm=cutoff(salt_l),
-                                             length_ps=cfg.length_ps, **common)}
+                                             fixed_terms=cfg.fixed_terms, length_ps=cfg.length_ps, **common)}
     if "formal" in cfg.baselines:
         runs["formal-nacl"] = SimulationConfig(topology=salt_pdb, forcefield="fixed_charge_baseline",
                                                cutoff_nm=cutoff(salt_l), length_ps=cfg.length_ps, **common)
@@ -625,7 +629,8 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
     if cfg.n_waters_pure:
         water_pdb, water_l = _box(out, "water", 0, cfg.n_waters_pure, cfg.seed, cfg.threads)
         runs["polarff-water"] = SimulationConfig(topology=water_pdb, model=cfg.model, cutoff_nm=cutoff(water_l),
-                                                 length_ps=cfg.water_length_ps, **common)
+                                                 fixed_terms=cfg.fixed_terms, length_ps=cfg.water_length_ps,
+                                                 **common)
         runs["tip3p-water"] = SimulationConfig(topology=water_pdb, forcefield="fixed_charge_baseline",
                                                cutoff_nm=cutoff(water_l), length_ps=cfg.water_length_ps, **common)
     for name, run in runs.items():
@@ -924,7 +929,8 @@ def _report_header(cfg, runs, records, results) -> list[str]:
         ms = (sum(s["ms_per_step"] * (s["to_step"] - s["from_step"]) for s in sessions) / steps) if steps else float("nan")
         cpu = sum(s.get("cpu_seconds", float("nan")) for s in sessions)
         t = results["transport"][name]
-        hamiltonian = ("polarff model " + os.path.basename(run.model) if run.model else
+        hamiltonian = ("polarff model " + os.path.basename(run.model) + " + LJ of "
+                       + os.path.basename(run.fixed_terms or "polarff_fixed_terms.xml") if run.model else
                        f"TIP3P + Joung–Cheatham, ion charges × {run.charge_scale:g}")
         composition = f"{t['n_waters']} H2O" + (f" + {t['n_pairs']} NaCl" if t["n_pairs"] else "")
         lines.append(f"| {name} | {hamiltonian} | {composition} | {t['box_nm']:.3f} | {t['length_ps']:.1f} | "
@@ -1189,6 +1195,8 @@ def command_line(cfg: BenchmarkConfig) -> str:
               "--blocks", str(cfg.n_blocks), "--minimize-iterations", str(cfg.minimize_iterations)]
     if cfg.tnep:
         words += ["--tnep", cfg.tnep]
+    if cfg.fixed_terms:
+        words += ["--fixed-terms", cfg.fixed_terms]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -1218,6 +1226,8 @@ class Benchmark(Command):
         p.add_argument("--blocks", type=int, default=5, help="blocks for the error bars")
         p.add_argument("--minimize-iterations", type=int, default=20,
                        help="largest number of energy-minimiser iterations before equilibration")
+        p.add_argument("--fixed-terms", help="fixed-term ForceField XML of the polarff runs (path or name in "
+                       "forcefields/; default polarff_fixed_terms)")
         p.add_argument("--note", default="", help="paragraph for the top of the report (e.g. the model's origin)")
 
     @staticmethod
@@ -1228,7 +1238,8 @@ class Benchmark(Command):
                               timestep_fs=args.timestep_fs, report_interval_fs=args.report_interval_fs,
                               baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
                               threads=args.threads, seed=args.seed, n_blocks=args.blocks,
-                              minimize_iterations=args.minimize_iterations, note=args.note)
+                              minimize_iterations=args.minimize_iterations, fixed_terms=args.fixed_terms,
+                              note=args.note)
         cfg.command = command_line(cfg)
         if not os.path.exists(cfg.model):
             raise ConfigError(f"{cfg.model}: model file not found (train one with `polarff fit`)")

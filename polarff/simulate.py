@@ -66,6 +66,9 @@ class SimulationConfig:
     forcefield : str, optional
         Classical force field: ``fixed_charge_baseline`` (TIP3P + Joung–Cheatham ions, formal charges)
         or the path of an OpenMM ForceField XML.
+    fixed_terms : str, optional
+        ForceField XML of the fixed (non-electrostatic) terms for ``model``: a file path or the name of
+        a file in ``forcefields/`` (e.g. ``polarff_fixed_terms``); default: ``polarff_fixed_terms.xml``.
     charge_scale : float
         Factor applied to the charges of monatomic ions of a ``forcefield`` System (0.75: the
         electronic-continuum-corrected "scaled charge" baseline).
@@ -117,6 +120,7 @@ class SimulationConfig:
     system: str | None = None
     model: str | None = None
     forcefield: str | None = None
+    fixed_terms: str | None = None
     charge_scale: float = 1.0
     implementation: str = "torch"
     cutoff_nm: float = 0.9
@@ -164,11 +168,12 @@ class SimulationConfig:
         for name in ("topology", "system", "model"):
             if values.get(name) and base_dir and not os.path.isabs(values[name]):
                 values[name] = os.path.normpath(os.path.join(base_dir, values[name]))
-        ff = values.get("forcefield")
-        if ff and ff.endswith(".xml") and base_dir and not os.path.isabs(ff):
-            candidate = os.path.join(base_dir, ff)
-            if os.path.exists(candidate):
-                values["forcefield"] = os.path.normpath(candidate)
+        for name in ("forcefield", "fixed_terms"):
+            ff = values.get(name)
+            if ff and ff.endswith(".xml") and base_dir and not os.path.isabs(ff):
+                candidate = os.path.join(base_dir, ff)
+                if os.path.exists(candidate):
+                    values[name] = os.path.normpath(candidate)
         config = cls(**values)
         config.validate(source)
         return config
@@ -209,6 +214,8 @@ class SimulationConfig:
             _steps_of(getattr(self, name), self.timestep_fs, name, source)
         if self.charge_scale != 1.0 and not self.forcefield:
             raise ConfigError(f"{source}: charge_scale applies to a 'forcefield' baseline only")
+        if self.fixed_terms and not self.model:
+            raise ConfigError(f"{source}: fixed_terms applies to a 'model' System only")
 
     # derived step counts -------------------------------------------------------------------------
     @property
@@ -362,8 +369,14 @@ def build_system(config: SimulationConfig, topology):
     if config.model:
         from polarff.openmm.system import create_system
 
+        from polarff.build import forcefield_path
+
+        files = None
+        if config.fixed_terms:
+            files = [config.fixed_terms if os.path.isfile(config.fixed_terms) else forcefield_path(config.fixed_terms)]
         return create_system(config.model, topology, implementation=config.implementation,
-                             nonbonded_cutoff_nm=config.cutoff_nm, electrostatics=config.electrostatics or None)
+                             nonbonded_cutoff_nm=config.cutoff_nm, electrostatics=config.electrostatics or None,
+                             forcefield_files=files)
     return fixed_charge_system(topology, config.forcefield, config.cutoff_nm, config.charge_scale)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -23,3 +25,54 @@ def test_openmm_example_runs(trained_model, tmp_path):
     assert (out / "traj.dcd").stat().st_size > 0
     lines = (out / "state.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[0].startswith('#"Step"') and lines[1].startswith("20,")
+
+
+def test_rebalance_lj_xml_sets_the_radii_of_a_polarff_system(trained_model, tmp_path):
+    """The scan's XML changes only the requested sigmas, and `fixed_terms` puts them into the System."""
+    import openmm
+
+    from polarff.build import build_ion_box, write_topology_pdb
+    from polarff.errors import ConfigError
+    from polarff.simulate import SimulationConfig, build_system, read_pdb
+
+    example = load("rebalance_lj")
+    xml = tmp_path / "lj.xml"
+    xml.write_text(example.fixed_terms_with_sigmas({"O": 3.3, "Cl": 4.9}))
+    topology, positions, box_nm = build_ion_box("NaCl", 1, 16, seed=3)
+    pdb = tmp_path / "box.pdb"
+    write_topology_pdb(topology, positions, box_nm, pdb)
+    topology, _, _ = read_pdb(str(pdb))
+    sigmas = {}
+    for fixed_terms in (None, str(xml)):
+        config = SimulationConfig(topology=str(pdb), model=str(trained_model[2]), fixed_terms=fixed_terms,
+                                  cutoff_nm=0.39)
+        system = build_system(config, topology)
+        nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+        sigmas[fixed_terms] = {atom.element.symbol: nonbonded.getParticleParameters(atom.index)[1]._value
+                               for atom in topology.atoms()}
+    assert sigmas[None]["O"] == pytest.approx(0.315075, abs=1e-6)
+    assert sigmas[str(xml)]["O"] == pytest.approx(0.33, abs=1e-12)
+    assert sigmas[str(xml)]["Cl"] == pytest.approx(0.49, abs=1e-12)
+    assert sigmas[str(xml)]["Na"] == sigmas[None]["Na"]
+    with pytest.raises(ConfigError, match="fixed_terms applies to a 'model'"):
+        SimulationConfig.from_dict({"topology": str(pdb), "forcefield": "fixed_charge_baseline",
+                                    "fixed_terms": str(xml)})
+    with pytest.raises(ValueError, match="no scanned atom type for 'K'"):
+        example.fixed_terms_with_sigmas({"K": 3.0})
+
+
+def test_rdf_first_peak_of_a_lattice_and_density_of_water():
+    """g(r) peak of a simple cubic lattice sits at the lattice spacing; water's density from its box."""
+    import numpy as np
+
+    example = load("rebalance_lj")
+    spacing = 0.3
+    grid = np.stack(np.meshgrid(*[np.arange(6) * spacing] * 3, indexing="ij"), -1).reshape(-1, 3)
+    rng = np.random.default_rng(0)
+    frames = grid[None] + rng.normal(0.0, 0.01, size=(20, len(grid), 3))
+    boxes = np.repeat(np.eye(3)[None] * 6 * spacing, 20, axis=0)
+    peak, height = example.rdf_first_peak(frames, boxes, np.array(["O"] * len(grid)), "O", "O", r_max_nm=0.4)
+    assert peak == pytest.approx(3.0, abs=0.05) and height > 3  # ideal gas: 1
+    masses = np.array([15.999, 1.008, 1.008] * 216)
+    rho, err = example.density_g_cm3(masses, np.repeat(np.eye(3)[None] * 1.8646, 10, axis=0))
+    assert rho == pytest.approx(0.997, abs=0.002) and err == pytest.approx(0.0, abs=1e-12)

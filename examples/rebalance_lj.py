@@ -1,0 +1,175 @@
+"""Re-balance the Lennard-Jones radii of the fixed terms for a polarff model against structural data.
+
+polarff replaces the TIP3P / Joung–Cheatham charges by environment-dependent charges plus Thole
+induction, which bind molecules more strongly than the fixed charges those Lennard-Jones radii were
+fitted with. This script scans the radius (sigma, epsilon kept) of one atom type at a time with short
+polarff MD and measures the quantities the radius is fitted to:
+
+* water O: density of pure water at 298.15 K and 1 bar (NPT) -> 0.997 g/cm^3, with the O–O first
+  peak of g(r) reported beside it (experiment 2.80 A, X-ray: Skinner et al., J. Chem. Phys. 138,
+  074506 (2013));
+* Na+ and Cl-: position of the first ion–water-oxygen peak of g(r) at 0.87 mol/kg (NVT) -> Na–O
+  2.38 A and Cl–O 3.16 A (neutron/X-ray diffraction of NaCl(aq); Ohtaki & Radnai, Chem. Rev. 93,
+  1157 (1993), and Mancinelli et al., J. Phys. Chem. B 111, 13570 (2007)).
+
+Transport (diffusion, conductivity) is not fitted: it stays a prediction (``polarff benchmark``).
+Every point is written to ``OUT/scan.json`` when it finishes; rerunning resumes.
+
+Example (the values behind docs/benchmark-nacl.md, ``forcefields/polarff_nacl_gfn2_fixed_terms.xml``)::
+
+    OMP_NUM_THREADS=1 python examples/rebalance_lj.py --out build/rebalance --stage water \\
+        --sigma-o 3.1507 3.25 3.35
+    OMP_NUM_THREADS=1 python examples/rebalance_lj.py --out build/rebalance --stage ions \\
+        --sigma-o 3.25 --sigma-na 2.439 2.35 --sigma-cl 4.478 4.70 4.90
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from polarff.build import forcefield_path
+from polarff.fileio import write_json, write_text
+
+#: Reference values the radii are fitted to.
+TARGET_DENSITY_G_CM3 = 0.997
+TARGET_PEAK_A = {("Na", "O"): 2.38, ("Cl", "O"): 3.16, ("O", "O"): 2.80}
+#: Atom types of polarff_fixed_terms.xml by element.
+ATOM_TYPES = {"O": "pff-OW", "Na": "pff-Na", "Cl": "pff-Cl"}
+AVOGADRO = 6.02214076e23
+
+
+def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float]) -> str:
+    """Text of polarff_fixed_terms.xml with the sigma of some atom types replaced (values in Å)."""
+    text = Path(forcefield_path("polarff_fixed_terms")).read_text()
+    for element, sigma in sigmas_angstrom.items():
+        if element not in ATOM_TYPES:
+            raise ValueError(f"no scanned atom type for {element!r} (expected one of {sorted(ATOM_TYPES)})")
+        pattern = re.compile(r'(<Atom type="%s" charge="0.0" sigma=")([0-9.eE+-]+)(")' % ATOM_TYPES[element])
+        text, count = pattern.subn(lambda m: m.group(1) + repr(sigma / 10.0) + m.group(3), text)
+        if count != 1:
+            raise ValueError(f"atom type {ATOM_TYPES[element]} not found once in polarff_fixed_terms.xml")
+    return text
+
+
+def rdf_first_peak(positions: np.ndarray, boxes: np.ndarray, symbols: np.ndarray, a: str, b: str,
+                   r_max_nm: float = 0.6, bin_nm: float = 0.002) -> tuple[float, float]:
+    """Position (Å, parabola through the three highest-bin neighbours) and height of the first g(r) peak.
+
+    Minimum-image distances in cubic boxes; frames (F, N, 3) in nm.
+    """
+    first = np.where(symbols == a)[0]
+    second = np.where(symbols == b)[0]
+    edges = np.arange(0.0, r_max_nm + bin_nm, bin_nm)
+    counts = np.zeros(len(edges) - 1)
+    pairs = 0
+    for x, box in zip(positions, boxes):
+        length = box[0, 0]
+        vectors = x[first][:, None, :] - x[second][None, :, :]
+        vectors -= length * np.round(vectors / length)
+        distances = np.linalg.norm(vectors, axis=-1)
+        distances = distances[distances > 1e-6]
+        counts += np.histogram(distances, edges)[0]
+        pairs += distances.size
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    shell = 4.0 * np.pi * centres**2 * bin_nm
+    density = len(second) / np.mean(boxes[:, 0, 0] ** 3)
+    g = counts / (len(positions) * len(first) * density * shell)
+    smooth = np.convolve(g, np.ones(5) / 5, mode="same")
+    k = int(np.argmax(smooth))
+    y0, y1, y2 = smooth[k - 1], smooth[k], smooth[k + 1]
+    shift = 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2) if (y0 - 2 * y1 + y2) != 0 else 0.0
+    return float((centres[k] + shift * bin_nm) * 10.0), float(g[k])
+
+
+def density_g_cm3(masses: np.ndarray, boxes: np.ndarray) -> tuple[float, float]:
+    """Mean density (g/cm^3) and its standard error from 5 blocks."""
+    volumes_cm3 = np.abs(np.linalg.det(boxes)) * 1e-21
+    rho = masses.sum() / AVOGADRO / volumes_cm3
+    blocks = np.array([b.mean() for b in np.array_split(rho, 5)])
+    return float(rho.mean()), float(blocks.std(ddof=1) / np.sqrt(len(blocks)))
+
+
+def run_point(out: Path, name: str, box_pdb: str, model: str, sigmas: dict[str, float], ensemble: str,
+              length_ps: float, equilibration_ps: float, seed: int) -> dict:
+    """One short polarff MD with modified radii; returns the measured structure (and density)."""
+    from polarff.simulate import SimulationConfig, load_trajectory, read_pdb, run_simulation
+
+    xml = out / "xml" / f"{name}.xml"
+    if not xml.exists():
+        write_text(xml, fixed_terms_with_sigmas(sigmas))
+    _, _, box = read_pdb(box_pdb)
+    config = SimulationConfig(topology=box_pdb, model=model, fixed_terms=str(xml), ensemble=ensemble,
+                              cutoff_nm=round(min(0.9, 0.48 * float(box[0, 0])), 3), timestep_fs=2.0,
+                              length_ps=length_ps, equilibration_ps=equilibration_ps, minimize=True,
+                              minimize_iterations=20, report_interval_fs=20.0, energy_interval_fs=100.0,
+                              threads=1, seed=seed, output=str(out / "runs" / name))
+    run_simulation(config, progress=True)
+    traj = load_trajectory(str(out / "runs" / name))
+    symbols = np.asarray(traj["symbols"])
+    result = {"name": name, "sigmas_A": sigmas, "ensemble": ensemble, "length_ps": length_ps}
+    for a, b in TARGET_PEAK_A:
+        if (symbols == a).any() and (symbols == b).any():
+            r, g = rdf_first_peak(traj["positions"], traj["box"], symbols, a, b)
+            result[f"peak_{a}-{b}_A"] = round(r, 3)
+            result[f"g_{a}-{b}"] = round(g, 2)
+    rho, err = density_g_cm3(np.asarray(traj["masses"]), traj["box"])
+    result["density_g_cm3"] = round(rho, 4)
+    result["density_error"] = round(err, 4)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="forcefields/nacl_gfn2.pff")
+    p.add_argument("--out", default="build/rebalance")
+    p.add_argument("--stage", choices=["water", "ions"], required=True)
+    p.add_argument("--sigma-o", type=float, nargs="+", default=[3.15075], help="water O sigma values, Å")
+    p.add_argument("--sigma-na", type=float, nargs="+", default=[2.43928], help="Na+ sigma values, Å")
+    p.add_argument("--sigma-cl", type=float, nargs="+", default=[4.47766], help="Cl- sigma values, Å")
+    p.add_argument("--waters", type=int, default=64)
+    p.add_argument("--pairs", type=int, default=1)
+    p.add_argument("--length-ps", type=float, default=8.0)
+    p.add_argument("--equilibration-ps", type=float, default=2.0)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+
+    from polarff.simulate import write_equilibrated_box
+
+    out = Path(args.out)
+    scan_path = out / "scan.json"
+    results = json.loads(scan_path.read_text()) if scan_path.exists() else {}
+    if args.stage == "water":
+        box = out / "boxes" / "water.pdb"
+        if not box.exists():
+            write_equilibrated_box(box, "NaCl", 0, args.waters, args.seed, threads=1)
+        points = [(f"water_O{s:.4f}", {"O": s}, "npt") for s in args.sigma_o]
+    else:
+        box = out / "boxes" / "nacl.pdb"
+        if not box.exists():
+            write_equilibrated_box(box, "NaCl", args.pairs, args.waters, args.seed, threads=1)
+        points = [(f"nacl_O{o:.4f}_Na{na:.4f}_Cl{cl:.4f}", {"O": o, "Na": na, "Cl": cl}, "nvt")
+                  for o in args.sigma_o for na in args.sigma_na for cl in args.sigma_cl]
+    for name, sigmas, ensemble in points:
+        if name in results:
+            continue
+        results[name] = run_point(out, name, str(box), args.model, sigmas, ensemble, args.length_ps,
+                                  args.equilibration_ps, args.seed)
+        write_json(scan_path, results)
+        print(json.dumps(results[name]))
+    print("\n| run | sigma (Å) | density (g/cm³) | O–O peak (Å) | Na–O peak (Å) | Cl–O peak (Å) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        sig = ", ".join(f"{k} {v}" for k, v in r["sigmas_A"].items())
+        print(f"| {name} | {sig} | {r['density_g_cm3']} ± {r['density_error']} | {r.get('peak_O-O_A', '—')} | "
+              f"{r.get('peak_Na-O_A', '—')} | {r.get('peak_Cl-O_A', '—')} |")
+    print(f"targets: density {TARGET_DENSITY_G_CM3}, peaks {TARGET_PEAK_A}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
