@@ -144,9 +144,9 @@ def composition_name(frame) -> str:
     return f"{int(frame.info['n_pairs'])} NaCl / {int(frame.info['n_waters'])} H2O"
 
 
-def report_composition(runs: Path, seeds: list[int], names: list[str], rounds: int) -> str:
+def report_composition(runs: Path, seeds: list[int], names: list[str], rounds: int, report: Path) -> str:
     """Compositions of the frames each strategy labelled (rounds 1…``rounds``), per seed: a Markdown table
-    (cells: count per seed, 'a / b / …'), also written to ``runs/composition.md`` and ``composition.json``."""
+    (cells: count per seed, 'a / b / …'), also written to ``report/composition.md`` and ``composition.json``."""
     import json
 
     from polarff.io import read_frames
@@ -166,8 +166,8 @@ def report_composition(runs: Path, seeds: list[int], names: list[str], rounds: i
         cells = [" / ".join(str(v) for v in by_key.get(k, [0] * len(seeds))) for k in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    (runs / "composition.json").write_text(json.dumps(counts, indent=2))
-    (runs / "composition.md").write_text(table + "\n")
+    (report / "composition.json").write_text(json.dumps(counts, indent=2))
+    (report / "composition.md").write_text(table + "\n")
     return table
 
 
@@ -195,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spanning", type=int, default=0, metavar="STRIDE",
                    help="also run with a pool spanning concentrations: the mixed pool plus every STRIDE-th frame "
                    "of each composition of polarff/data/nacl_aq.xyz (1, 2, 3 NaCl in 64 waters)")
+    p.add_argument("--pools", nargs="+", choices=list(POOL_FOLDERS),
+                   help="run only these pools (default: every pool the data options enable)")
+    p.add_argument("--tag", help="write the tables and plots into <pool folder>/TAG (plots copied with suffix "
+                   "_TAG), e.g. for a comparison over another set of seeds whose runs share the pool folder")
     p.add_argument("--docs-img", help="also copy the plots here (e.g. docs/img/active_vs_random.png; the "
                    "mixed and spanning pools' plots go beside it with suffixes _mixed and _spanning)")
     args = p.parse_args(argv)
@@ -223,18 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     cfg = fit_config(args.epochs, args.quick)
     variants = {"active": {}, "committee": {"committee": args.committee, "entropy_weight": 0.0}}
     for name, pool in pools.items():
+        if args.pools and name not in args.pools:
+            continue
         folder, suffix = POOL_FOLDERS[name]
+        report = out / folder / args.tag if args.tag else out / folder
         result = compare_strategies(frames["dilute"], pool, frames["heldout"], out / folder, cfg,
                                     rounds=args.rounds, per_round=args.per_round, seeds=args.seeds,
                                     retrain_epochs=args.retrain_epochs, variants=variants,
-                                    initial_dir=out / "runs")
-        print(f"{name} pool ({len(pool)} frames):\n" + result.markdown)
-        report_diagnostics(out / folder, args.seeds[0], args.committee, pool, out / "runs")
-        print(report_composition(out / folder, args.seeds, [*variants, "random"], args.rounds))
+                                    initial_dir=out / "runs", report_dir=report)
+        print(f"{name} pool ({len(pool)} frames), seeds {args.seeds}:\n" + result.markdown)
+        report_diagnostics(report, args.seeds[0], args.committee, pool, out / "runs")
+        print(report_composition(out / folder, args.seeds, [*variants, "random"], args.rounds, report))
         if args.docs_img:
             stem, ext = os.path.splitext(args.docs_img)
             os.makedirs(os.path.dirname(args.docs_img) or ".", exist_ok=True)
-            shutil.copyfile(result.plot_path, f"{stem}{suffix}{ext}")
+            shutil.copyfile(result.plot_path, f"{stem}{suffix}{'_' + args.tag if args.tag else ''}{ext}")
     return 0
 
 

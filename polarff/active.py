@@ -835,7 +835,8 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
                        out_dir: str | os.PathLike, fit_cfg, *, rounds: int = 3, per_round: int = 5,
                        seeds: Sequence[int] = (0,), retrain_epochs: int = 60,
                        variants: dict[str, dict] | None = None, labeller: Labeller | None = None,
-                       initial_dir: str | os.PathLike | None = None, progress: bool = True) -> ComparisonResult:
+                       initial_dir: str | os.PathLike | None = None, report_dir: str | os.PathLike | None = None,
+                       progress: bool = True) -> ComparisonResult:
     """Active selection versus random selection from the same pool, same budget, same seeds; resumable.
 
     For each seed: round-0 model(s) trained on ``initial`` (member k with seed ``fit_cfg.seed + seed +
@@ -853,6 +854,9 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
         Folder holding (or receiving) the round-0 models ``seed<S>_initial/model_<k>.pff``; default
         ``out_dir``. Lets comparisons on several pools share the same starting models (they must have been
         trained on the same ``initial`` frames with the same ``fit_cfg``).
+    report_dir : path-like, optional
+        Where the tables and the plot go (default ``out_dir``): comparisons over different sets of seeds
+        whose runs share ``out_dir`` keep their own reports.
 
     Returns
     -------
@@ -895,14 +899,16 @@ def compare_strategies(initial: Sequence[Frame], pool: Sequence[Frame], heldout:
     rows = _comparison_rows(runs)
     summary = _curve_summary(runs, len(rows))
     per_seed = _per_seed_rows(runs, seeds, len(rows))
-    csv_path, plot_path = out / "comparison.csv", out / "active_vs_random.png"
+    report = Path(report_dir) if report_dir is not None else out
+    report.mkdir(parents=True, exist_ok=True)
+    csv_path, plot_path = report / "comparison.csv", report / "active_vs_random.png"
     write_metrics_csv(csv_path, rows)
-    write_metrics_csv(out / "comparison_seeds.csv", per_seed)
-    write_json(out / "comparison_summary.json", summary)
+    write_metrics_csv(report / "comparison_seeds.csv", per_seed)
+    write_json(report / "comparison_summary.json", summary)
     names = list(runs)
     plot_comparison(rows, plot_path, len(seeds), names)
     markdown = comparison_markdown(rows, len(seeds), names, summary)
-    write_text(out / "comparison.md", markdown + "\n")
+    write_text(report / "comparison.md", markdown + "\n")
     return ComparisonResult(rows, markdown, csv_path, plot_path, complete, per_seed, summary)
 
 
@@ -998,13 +1004,13 @@ def comparison_markdown(rows: Sequence[dict], n_seeds: int, names: Sequence[str]
 def plot_comparison(rows: Sequence[dict], path: str | os.PathLike, n_seeds: int,
                     names: Sequence[str] = ("active", "random")) -> None:
     """Held-out charge MAE against frames labelled for each strategy (all atoms ± std; Na and Cl), and the
-    paired difference of each variant to random ± standard error (PNG)."""
+    paired difference of each variant to random ± standard error, all atoms and Cl (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.9))
+    fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11, 7.5))
     x = np.array([r["n_labelled"] for r in rows], dtype=float)
     markers = "os^vD<>"
     for k, name in enumerate(names):
@@ -1017,20 +1023,22 @@ def plot_comparison(rows: Sequence[dict], path: str | os.PathLike, n_seeds: int,
             key = f"{name}_mae_{sp}"
             if all(key in r for r in rows):
                 ax2.plot(x, [r[key] for r in rows], markers[k % 7] + ls, label=f"{name} {sp}")
-        key = f"{name}_minus_random_mae"
-        if name != "random" and all(key in r for r in rows):
-            d = np.array([r[key] for r in rows])
-            se = np.nan_to_num(np.array([r[f"{key}_se"] for r in rows]))
-            ax3.errorbar(x + shift, d, yerr=se, fmt=markers[k % 7] + "-", capsize=3, label=f"{name} − random")
-    ax3.axhline(0.0, color="0.5", lw=0.8)
+        for ax, short in ((ax3, "mae"), (ax4, "mae_Cl")):
+            key = f"{name}_minus_random_{short}"
+            if name != "random" and all(key in r for r in rows):
+                d = np.array([r[key] for r in rows])
+                se = np.nan_to_num(np.array([r[f"{key}_se"] for r in rows]))
+                ax.errorbar(x + shift, d, yerr=se, fmt=markers[k % 7] + "-", capsize=3, label=f"{name} − random")
     ax1.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)",
             title=f"all atoms (mean ± std, {n_seeds} seed(s))")
     ax2.set(xlabel="frames labelled", ylabel="held-out charge MAE (e)", title="ions (mean over seeds)")
-    ax3.set(xlabel="frames labelled", ylabel="MAE difference (e)",
-            title="paired difference to random (mean ± SE)")
+    for ax, title in ((ax3, "all atoms"), (ax4, "Cl")):
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set(xlabel="frames labelled", ylabel="MAE difference (e)",
+               title=f"{title}: paired difference to random (mean ± SE)")
+        ax.legend(fontsize=8)
     ax1.legend()
     ax2.legend(fontsize=7, ncol=2)
-    ax3.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, Path(path))
     plt.close(fig)

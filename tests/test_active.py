@@ -236,6 +236,14 @@ def test_compare_strategies_pairs_seeds_and_shares_start_models(small_sets, tmp_
     assert not list((tmp_path / "b").glob("seed*_initial"))  # start models taken from the first folder
     assert second.rows[0]["random_mae"] == pytest.approx(first.rows[0]["random_mae"], rel=1e-12)
 
+    # a report over a subset of the seeds goes to its own folder; the runs are resumed, not repeated
+    only = compare_strategies(initial, pool, heldout, tmp_path / "a", _fit_config(), report_dir=tmp_path / "one",
+                              **{**kwargs, "seeds": [1]})
+    assert only.rows[1]["random_mae"] == pytest.approx(value[(1, 1, "random")])
+    assert (tmp_path / "one" / "comparison.md").exists() and np.isnan(only.rows[1]["random_mae_std"])
+    assert "± nan" in (tmp_path / "one" / "comparison.md").read_text()
+    assert (tmp_path / "a" / "comparison.md").read_text() == first.markdown + "\n"  # left as it was
+
 
 def test_spanning_pool_reuses_embedded_charges_with_d4_polarizabilities(tmp_path):
     """examples/active_learning.py: the spanning pool's extra frames keep the embedded GFN2 charges and get
