@@ -969,7 +969,7 @@ def _format_difference(row: dict, name: str, short: str, scale: float) -> str:
     if mean == 0 and not se:
         return "0 (same model)"
     p = row[f"{name}_minus_random_{short}_p"]
-    return f"{mean * scale:+.2f} ± {se * scale:.2f} (p {p:.3f})"
+    return f"{mean * scale:+.2f} ± {se * scale:.2f} (" + ("p < 0.001" if p < 0.001 else f"p {p:.3f}") + ")"
 
 
 def comparison_markdown(rows: Sequence[dict], n_seeds: int, names: Sequence[str] = ("active", "random"),
