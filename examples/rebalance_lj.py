@@ -18,9 +18,9 @@ Every point is written to ``OUT/scan.json`` when it finishes; rerunning resumes.
 Example (the values behind docs/benchmark-nacl.md, ``forcefields/polarff_nacl_gfn2_fixed_terms.xml``)::
 
     OMP_NUM_THREADS=1 python examples/rebalance_lj.py --out build/rebalance --stage water \\
-        --sigma-o 3.1507 3.25 3.35
-    OMP_NUM_THREADS=1 python examples/rebalance_lj.py --out build/rebalance --stage ions \\
-        --sigma-o 3.25 --sigma-na 2.439 2.35 --sigma-cl 4.478 4.70 4.90
+        --sigma-o 3.15075 3.18 3.21 3.25
+    OMP_NUM_THREADS=1 python examples/rebalance_lj.py --out build/rebalance --stage ions --paired \\
+        --sigma-o 3.20 --sigma-na 2.43928 2.40 2.36 --sigma-cl 4.55 4.80 5.05
 """
 
 from __future__ import annotations
@@ -95,16 +95,15 @@ def density_g_cm3(masses: np.ndarray, boxes: np.ndarray) -> tuple[float, float]:
 
 
 def run_point(out: Path, name: str, box_pdb: str, model: str, sigmas: dict[str, float], ensemble: str,
-              length_ps: float, equilibration_ps: float, seed: int) -> dict:
+              length_ps: float, equilibration_ps: float, seed: int, cutoff_nm: float) -> dict:
     """One short polarff MD with modified radii; returns the measured structure (and density)."""
-    from polarff.simulate import SimulationConfig, load_trajectory, read_pdb, run_simulation
+    from polarff.simulate import SimulationConfig, load_trajectory, run_simulation
 
     xml = out / "xml" / f"{name}.xml"
     if not xml.exists():
         write_text(xml, fixed_terms_with_sigmas(sigmas))
-    _, _, box = read_pdb(box_pdb)
     config = SimulationConfig(topology=box_pdb, model=model, fixed_terms=str(xml), ensemble=ensemble,
-                              cutoff_nm=round(min(0.9, 0.48 * float(box[0, 0])), 3), timestep_fs=2.0,
+                              cutoff_nm=cutoff_nm, timestep_fs=2.0,
                               length_ps=length_ps, equilibration_ps=equilibration_ps, minimize=True,
                               minimize_iterations=20, report_interval_fs=20.0, energy_interval_fs=100.0,
                               threads=1, seed=seed, output=str(out / "runs" / name))
@@ -131,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigma-o", type=float, nargs="+", default=[3.15075], help="water O sigma values, Å")
     p.add_argument("--sigma-na", type=float, nargs="+", default=[2.43928], help="Na+ sigma values, Å")
     p.add_argument("--sigma-cl", type=float, nargs="+", default=[4.47766], help="Cl- sigma values, Å")
-    p.add_argument("--waters", type=int, default=64)
+    p.add_argument("--paired", action="store_true",
+                   help="ions stage: pair the k-th Na sigma with the k-th Cl sigma instead of a full grid")
+    p.add_argument("--waters", type=int, default=64, help="waters of the salt box (0.87 mol/kg with 1 pair)")
+    p.add_argument("--pure-waters", type=int, default=96,
+                   help="waters of the NPT pure-water box (large enough to stay above twice the cutoff)")
+    p.add_argument("--cutoff", type=float, default=0.6,
+                   help="LJ, real-space Ewald and induction cutoff, nm (the benchmark's 0.612 for 64 waters)")
     p.add_argument("--pairs", type=int, default=1)
     p.add_argument("--length-ps", type=float, default=8.0)
     p.add_argument("--equilibration-ps", type=float, default=2.0)
@@ -146,19 +151,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "water":
         box = out / "boxes" / "water.pdb"
         if not box.exists():
-            write_equilibrated_box(box, "NaCl", 0, args.waters, args.seed, threads=1)
+            write_equilibrated_box(box, "NaCl", 0, args.pure_waters, args.seed, threads=1)
         points = [(f"water_O{s:.4f}", {"O": s}, "npt") for s in args.sigma_o]
     else:
         box = out / "boxes" / "nacl.pdb"
         if not box.exists():
             write_equilibrated_box(box, "NaCl", args.pairs, args.waters, args.seed, threads=1)
+        if args.paired:  # Na and Cl are far apart in the box: vary both in one run, k-th with k-th
+            if len(args.sigma_na) != len(args.sigma_cl):
+                p.error("--paired needs as many --sigma-na as --sigma-cl values")
+            combos = [(o, na, cl) for o in args.sigma_o for na, cl in zip(args.sigma_na, args.sigma_cl)]
+        else:
+            combos = [(o, na, cl) for o in args.sigma_o for na in args.sigma_na for cl in args.sigma_cl]
         points = [(f"nacl_O{o:.4f}_Na{na:.4f}_Cl{cl:.4f}", {"O": o, "Na": na, "Cl": cl}, "nvt")
-                  for o in args.sigma_o for na in args.sigma_na for cl in args.sigma_cl]
+                  for o, na, cl in combos]
     for name, sigmas, ensemble in points:
         if name in results:
             continue
         results[name] = run_point(out, name, str(box), args.model, sigmas, ensemble, args.length_ps,
-                                  args.equilibration_ps, args.seed)
+                                  args.equilibration_ps, args.seed, args.cutoff)
         write_json(scan_path, results)
         print(json.dumps(results[name]))
     print("\n| run | sigma (Å) | density (g/cm³) | O–O peak (Å) | Na–O peak (Å) | Cl–O peak (Å) |")

@@ -541,8 +541,8 @@ class BenchmarkConfig:
     cutoff_nm : float, optional
         Nonbonded cutoff (default min(0.9, 0.49 × smallest box edge)).
     fixed_terms : str, optional
-        Fixed-term ForceField XML of the polarff runs (path or name in ``forcefields/``); default
-        ``polarff_fixed_terms.xml`` (TIP3P / Joung–Cheatham Lennard-Jones).
+        Fixed-term ForceField XML of the polarff runs (path or name in ``forcefields/``); default: the
+        one the model card names (``fixed_terms``), else ``polarff_fixed_terms.xml`` (TIP3P / Joung–Cheatham).
     minimize_iterations : int
         Largest number of minimiser iterations before equilibration.
     note : str
@@ -606,8 +606,12 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
     """The :class:`polarff.simulate.SimulationConfig` of every run, by name (boxes written to ``out/boxes``)."""
     from polarff.simulate import SimulationConfig
 
+    from polarff.artifact import read_card
+
     out = Path(cfg.out)
     salt_pdb, salt_l = _box(out, "nacl", cfg.n_pairs, cfg.n_waters, cfg.seed, cfg.threads)
+    # the model's own fixed terms (model card) unless the config names others, recorded in every run
+    fixed_terms = cfg.fixed_terms or read_card(cfg.model).get("fixed_terms") or "polarff_fixed_terms"
     common = dict(ensemble="nvt", temperature_k=cfg.temperature_k, friction_per_ps=cfg.friction_per_ps,
                   timestep_fs=cfg.timestep_fs, equilibration_ps=cfg.equilibration_ps, minimize=True,
                   minimize_iterations=cfg.minimize_iterations, report_interval_fs=cfg.report_interval_fs,
@@ -618,7 +622,7 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
         return cfg.cutoff_nm or round(min(0.9, 0.49 * edge), 3)
 
     runs = {"polarff-nacl": SimulationConfig(topology=salt_pdb, model=cfg.model, cutoff_nm=cutoff(salt_l),
-                                             fixed_terms=cfg.fixed_terms, length_ps=cfg.length_ps, **common)}
+                                             fixed_terms=fixed_terms, length_ps=cfg.length_ps, **common)}
     if "formal" in cfg.baselines:
         runs["formal-nacl"] = SimulationConfig(topology=salt_pdb, forcefield="fixed_charge_baseline",
                                                cutoff_nm=cutoff(salt_l), length_ps=cfg.length_ps, **common)
@@ -629,7 +633,7 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
     if cfg.n_waters_pure:
         water_pdb, water_l = _box(out, "water", 0, cfg.n_waters_pure, cfg.seed, cfg.threads)
         runs["polarff-water"] = SimulationConfig(topology=water_pdb, model=cfg.model, cutoff_nm=cutoff(water_l),
-                                                 fixed_terms=cfg.fixed_terms, length_ps=cfg.water_length_ps,
+                                                 fixed_terms=fixed_terms, length_ps=cfg.water_length_ps,
                                                  **common)
         runs["tip3p-water"] = SimulationConfig(topology=water_pdb, forcefield="fixed_charge_baseline",
                                                cutoff_nm=cutoff(water_l), length_ps=cfg.water_length_ps, **common)
@@ -930,7 +934,7 @@ def _report_header(cfg, runs, records, results) -> list[str]:
         cpu = sum(s.get("cpu_seconds", float("nan")) for s in sessions)
         t = results["transport"][name]
         hamiltonian = ("polarff model " + os.path.basename(run.model) + " + LJ of "
-                       + os.path.basename(run.fixed_terms or "polarff_fixed_terms.xml") if run.model else
+                       + os.path.basename(run.fixed_terms) if run.model else
                        f"TIP3P + Joung–Cheatham, ion charges × {run.charge_scale:g}")
         composition = f"{t['n_waters']} H2O" + (f" + {t['n_pairs']} NaCl" if t["n_pairs"] else "")
         lines.append(f"| {name} | {hamiltonian} | {composition} | {t['box_nm']:.3f} | {t['length_ps']:.1f} | "

@@ -89,3 +89,30 @@ def test_fixed_terms_energy_is_the_baseline_without_coulomb():
     # and the Coulomb part the baseline adds is large and negative for a real box (sanity of the signs)
     full = _system(forcefield_path("fixed_charge_baseline"), topology, box)
     assert _energy(full, positions) - e_fixed < -100.0
+
+
+def test_rebalanced_nacl_fixed_terms_differ_from_tip3p_only_in_the_fitted_radii():
+    """polarff_nacl_gfn2_fixed_terms.xml: zero charges, TIP3P geometry and masses, new sigma for O and Cl."""
+    topology, positions, box = build_ion_box("NaCl", 2, 24, seed=1)
+    symbols = [a.element.symbol for a in topology.atoms()]
+    tip3p = _system(forcefield_path("polarff_fixed_terms"), topology, box)
+    fitted = _system(forcefield_path("polarff_nacl_gfn2_fixed_terms"), topology, box)
+    _, q_old, sig_old, eps_old = _nonbonded(tip3p)
+    _, q_new, sig_new, eps_new = _nonbonded(fitted)
+    np.testing.assert_array_equal(q_new, 0.0)
+    np.testing.assert_array_equal(eps_new, eps_old)
+    changed = {s for s, a, b in zip(symbols, sig_old, sig_new) if a != b}
+    assert changed == {"O", "Cl"}
+    assert [tip3p.getParticleMass(i) for i in range(tip3p.getNumParticles())] == \
+        [fitted.getParticleMass(i) for i in range(fitted.getNumParticles())]
+    assert fitted.getNumConstraints() == tip3p.getNumConstraints() == 3 * 24
+
+
+def test_model_card_names_its_fixed_terms():
+    from polarff.artifact import load_model
+    from polarff.openmm.system import model_fixed_terms
+
+    shipped = load_model(forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "nacl_gfn2.pff"))
+    assert model_fixed_terms(shipped) == [forcefield_path("polarff_nacl_gfn2_fixed_terms")]
+    shipped.card.pop("fixed_terms")
+    assert model_fixed_terms(shipped) == [forcefield_path("polarff_fixed_terms")]

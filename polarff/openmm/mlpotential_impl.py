@@ -28,7 +28,7 @@ class PolarffPotentialImpl(MLPotentialImpl):
         from openmm import unit
 
         from polarff.artifact import load_model
-        from polarff.openmm.system import build_potential, fixed_terms_system, make_force
+        from polarff.openmm.system import build_potential, fixed_terms_system, make_force, model_fixed_terms
 
         model = load_model(self.model_path)
         atoms = None if atoms is None else list(atoms)
@@ -44,7 +44,8 @@ class PolarffPotentialImpl(MLPotentialImpl):
         force.setForceGroup(forceGroup)
         system.addForce(force)
         if atoms is None:  # whole-system potential: add the fixed Lennard-Jones terms too
-            fixed = fixed_terms_system(topology, options["cutoff_nm"], rigid_water=False, remove_cm_motion=False)
+            fixed = fixed_terms_system(topology, options["cutoff_nm"], model_fixed_terms(model), rigid_water=False,
+                                       remove_cm_motion=False)
             for f in fixed.getForces():
                 if isinstance(f, openmm.NonbondedForce):
                     f.setForceGroup(forceGroup)

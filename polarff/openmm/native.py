@@ -326,7 +326,8 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
         hydrogens without Lennard-Jones radius and with an undamped Drude cause a polarization
         catastrophe in the liquid.
     forcefield_files : list of str, optional
-        Fixed-term ForceField XML files (default: the shipped ``polarff_fixed_terms.xml``, zero charges).
+        Fixed-term ForceField XML files (default: the model's, see
+        :func:`polarff.openmm.system.model_fixed_terms`; zero charges).
     rigid_water, remove_cm_motion : bool
         As in :func:`polarff.openmm.system.create_system`.
 
@@ -344,7 +345,7 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
     ModelError
         Species unknown to the model, or fixed terms that do not match the topology.
     """
-    from polarff.openmm.system import check_species, formal_total_charge, topology_symbols
+    from polarff.openmm.system import check_species, formal_total_charge, model_fixed_terms, topology_symbols
     from polarff.runtime.network import ChargeModel
 
     _check_mode(mode)
@@ -355,8 +356,8 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
     check_species(model, symbols)
     positions = _check_positions(positions_nm, len(symbols))
     periodic = topology.getPeriodicBoxVectors() is not None
-    system = _fixed_term_system(topology, nonbonded_cutoff_nm, periodic, forcefield_files, rigid_water,
-                                remove_cm_motion)
+    system = _fixed_term_system(topology, nonbonded_cutoff_nm, periodic,
+                                forcefield_files or model_fixed_terms(model), rigid_water, remove_cm_motion)
     q_total = formal_total_charge(symbols) if total_charge is None else float(total_charge)
     charge_model = ChargeModel(model, symbols, q_total)
     atoms = list(range(len(symbols)))

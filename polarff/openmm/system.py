@@ -161,6 +161,18 @@ class PolarffCallback:
         return energy, forces
 
 
+def model_fixed_terms(model: PolarffModel) -> list[str]:
+    """Fixed-term ForceField XML files that belong to ``model``.
+
+    A model card may name, under ``fixed_terms``, the XML whose Lennard-Jones radii were balanced
+    against that model's electrostatics (``examples/rebalance_lj.py``), as a file name in
+    ``forcefields/``; otherwise the TIP3P / Joung–Cheatham terms of ``polarff_fixed_terms.xml``.
+    """
+    from polarff.build import forcefield_path
+
+    return [forcefield_path(model.card.get("fixed_terms") or "polarff_fixed_terms")]
+
+
 def fixed_terms_system(topology, nonbonded_cutoff_nm: float = 0.9, forcefield_files: Sequence[str] | None = None,
                        rigid_water: bool = True, remove_cm_motion: bool = True):
     """System with the fixed terms only: water geometry and Lennard-Jones (switched from 90 % of the cutoff,
@@ -215,7 +227,8 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
     electrostatics : dict, optional
         Options of :class:`polarff.runtime.electrostatics.Electrostatics`.
     forcefield_files : list of str, optional
-        ForceField XML files of the fixed terms (default: the shipped ``polarff_fixed_terms.xml``).
+        ForceField XML files of the fixed terms (default: :func:`model_fixed_terms`, i.e. the file named
+        by the model card's ``fixed_terms``, else ``polarff_fixed_terms.xml``).
     rigid_water : bool
         Constrain water geometry (as the reference data were sampled).
     use_cuda_graphs : bool
@@ -238,7 +251,8 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
         if nonbonded_cutoff_nm >= half:
             raise ConfigError(f"nonbonded_cutoff_nm={nonbonded_cutoff_nm} nm must be below half the box "
                               f"({half:.3f} nm)")
-    system = fixed_terms_system(topology, nonbonded_cutoff_nm, forcefield_files, rigid_water, remove_cm_motion)
+    system = fixed_terms_system(topology, nonbonded_cutoff_nm, forcefield_files or model_fixed_terms(model),
+                                rigid_water, remove_cm_motion)
     options = {"cutoff_nm": nonbonded_cutoff_nm, "induction_cutoff_nm": min(nonbonded_cutoff_nm, 0.9)}
     options.update(electrostatics or {})
     module = build_potential(model, topology, None, total_charge, options)
