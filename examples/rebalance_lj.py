@@ -32,15 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
+from polarff.analysis.structure import EXPERIMENT_PEAK_A, density_g_cm3, first_peak, radial_distribution
 from polarff.build import forcefield_path
 from polarff.fileio import write_json, write_text
 
 #: Reference values the radii are fitted to.
 TARGET_DENSITY_G_CM3 = 0.997
-TARGET_PEAK_A = {("Na", "O"): 2.38, ("Cl", "O"): 3.16, ("O", "O"): 2.80}
+TARGET_PEAK_A = EXPERIMENT_PEAK_A
 #: Atom types of polarff_fixed_terms.xml by element.
 ATOM_TYPES = {"O": "pff-OW", "Na": "pff-Na", "Cl": "pff-Cl"}
-AVOGADRO = 6.02214076e23
 
 
 def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float]) -> str:
@@ -58,40 +58,8 @@ def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float]) -> str:
 
 def rdf_first_peak(positions: np.ndarray, boxes: np.ndarray, symbols: np.ndarray, a: str, b: str,
                    r_max_nm: float = 0.6, bin_nm: float = 0.002) -> tuple[float, float]:
-    """Position (Å, parabola through the three highest-bin neighbours) and height of the first g(r) peak.
-
-    Minimum-image distances in cubic boxes; frames (F, N, 3) in nm.
-    """
-    first = np.where(symbols == a)[0]
-    second = np.where(symbols == b)[0]
-    edges = np.arange(0.0, r_max_nm + bin_nm, bin_nm)
-    counts = np.zeros(len(edges) - 1)
-    pairs = 0
-    for x, box in zip(positions, boxes):
-        length = box[0, 0]
-        vectors = x[first][:, None, :] - x[second][None, :, :]
-        vectors -= length * np.round(vectors / length)
-        distances = np.linalg.norm(vectors, axis=-1)
-        distances = distances[distances > 1e-6]
-        counts += np.histogram(distances, edges)[0]
-        pairs += distances.size
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    shell = 4.0 * np.pi * centres**2 * bin_nm
-    density = len(second) / np.mean(boxes[:, 0, 0] ** 3)
-    g = counts / (len(positions) * len(first) * density * shell)
-    smooth = np.convolve(g, np.ones(5) / 5, mode="same")
-    k = int(np.argmax(smooth))
-    y0, y1, y2 = smooth[k - 1], smooth[k], smooth[k + 1]
-    shift = 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2) if (y0 - 2 * y1 + y2) != 0 else 0.0
-    return float((centres[k] + shift * bin_nm) * 10.0), float(g[k])
-
-
-def density_g_cm3(masses: np.ndarray, boxes: np.ndarray) -> tuple[float, float]:
-    """Mean density (g/cm^3) and its standard error from 5 blocks."""
-    volumes_cm3 = np.abs(np.linalg.det(boxes)) * 1e-21
-    rho = masses.sum() / AVOGADRO / volumes_cm3
-    blocks = np.array([b.mean() for b in np.array_split(rho, 5)])
-    return float(rho.mean()), float(blocks.std(ddof=1) / np.sqrt(len(blocks)))
+    """Position (Å) and height of the first g(r) peak between species a and b (frames in nm)."""
+    return first_peak(*radial_distribution(positions, boxes, symbols, a, b, r_max_nm, bin_nm))
 
 
 def run_point(out: Path, name: str, box_pdb: str, model: str, sigmas: dict[str, float], ensemble: str,

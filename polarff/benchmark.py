@@ -741,6 +741,23 @@ def ion_structure(traj: dict) -> dict:
     return out
 
 
+def first_peaks(traj: dict) -> dict:
+    """First-peak positions (Å) and heights of g(r) for the O–O, Na–O and Cl–O pairs present in a run."""
+    from polarff.analysis.structure import EXPERIMENT_PEAK_A, first_peak, radial_distribution
+
+    symbols = np.asarray(traj["symbols"]).astype(str)
+    positions, boxes = np.asarray(traj["positions"]), np.asarray(traj["box"])
+    stride = max(1, len(positions) // 500)  # 500 frames are plenty for a peak position
+    r_max = 0.49 * float(np.min(np.diagonal(boxes, axis1=1, axis2=2)))
+    out = {}
+    for a, b in EXPERIMENT_PEAK_A:
+        if (symbols == a).any() and (symbols == b).any():
+            r, g = radial_distribution(positions[::stride], boxes[::stride], symbols, a, b, min(0.6, r_max))
+            position, height = first_peak(r, g)
+            out[f"{a}-{b}"] = {"position_A": position, "height": height}
+    return out
+
+
 def charge_statistics(traj: dict) -> dict:
     """Mean and standard deviation of the per-frame charges (e) and polarizabilities (Å³) by species."""
     symbols = np.asarray(traj["symbols"]).astype(str)
@@ -766,6 +783,7 @@ def analyse_runs(cfg: BenchmarkConfig, trajectories: dict[str, dict]) -> dict:
         curves["ir"] = ir["spectrum"]
         results["_curves"][name] = curves
     results["ions"] = {name: ion_structure(traj) for name, traj in trajectories.items() if name.endswith("nacl")}
+    results["peaks"] = {name: first_peaks(traj) for name, traj in trajectories.items()}
     results["charges"] = {name: charge_statistics(traj) for name, traj in trajectories.items()
                           if name.startswith("polarff")}
     results["sampling"] = {name: sampling_plan(traj, n_blocks=4) for name, traj in trajectories.items()
@@ -1050,6 +1068,17 @@ def _report_diffusion(results) -> list[str]:
         lines.append(f"| {name} | {fmt(na.get('coordination'))} | {fmt(cl.get('coordination'))} | "
                      f"{fmt(na.get('displacement_nm'), None, 3)} | {fmt(cl.get('displacement_nm'), None, 3)} | "
                      f"{fmt(pair.get('mean'), None, 3)} / {fmt(pair.get('min'), None, 3)} |")
+    from polarff.analysis.structure import EXPERIMENT_PEAK_A
+
+    lines += ["", "First peak of g(r), position in Å (height) — structure the Lennard-Jones radii of the polarff "
+              "fixed terms are balanced against (`docs/lj-rebalance.md`):", "",
+              "| run | O–O | Na–O | Cl–O |", "|---|---|---|---|"]
+    for name, peaks in results.get("peaks", {}).items():
+        cells = [f"{peaks[k]['position_A']:.2f} ({peaks[k]['height']:.1f})" if k in peaks else "—"
+                 for k in ("O-O", "Na-O", "Cl-O")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| experiment | " + f"{EXPERIMENT_PEAK_A[('O', 'O')]:.2f} [6] | 2.35–2.50 [7] | "
+                 f"{EXPERIMENT_PEAK_A[('Cl', 'O')]:.2f} [7] |")
     lines += ["", "Agreement with experiment (corrected value ± error vs experiment):", ""]
     for name, t in results["transport"].items():
         parts = [f"{label}: {agreement(d['corrected'], d['error'], d['experiment']['value'])}"
@@ -1179,7 +1208,10 @@ def _report_sources() -> list[str]:
             f"3. {nacl_molar_conductivity(1.0).source}; lower concentrations and interpolation: "
             "polarff.analysis.experiment.NACL_MOLAR_CONDUCTIVITY_298K.",
             f"4. {WATER_IR_BANDS_298K['libration'].source}.",
-            "5. Yeh–Hummer correction: I.-C. Yeh, G. Hummer, J. Phys. Chem. B 108, 15873 (2004).", ""]
+            "5. Yeh–Hummer correction: I.-C. Yeh, G. Hummer, J. Phys. Chem. B 108, 15873 (2004).",
+            "6. Water O–O first peak 2.80 Å: L. B. Skinner et al., J. Chem. Phys. 138, 074506 (2013) (X-ray).",
+            "7. Ion–water distances in NaCl(aq), Na–O 2.35–2.50 Å (spread of measurements) and Cl–O 3.16 Å: "
+            "H. Ohtaki, T. Radnai, Chem. Rev. 93, 1157 (1993).", ""]
 
 
 # ------------------------------------------------------------------------------------------------

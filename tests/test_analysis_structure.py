@@ -1,0 +1,38 @@
+"""g(r), first-peak positions and density against cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polarff.analysis.structure import density_g_cm3, first_peak, radial_distribution
+from polarff.errors import InputError
+
+
+def test_ideal_gas_has_g_equal_to_one():
+    rng = np.random.default_rng(1)
+    length = 3.0
+    frames = rng.uniform(0.0, length, size=(40, 400, 3))
+    boxes = np.repeat(np.eye(3)[None] * length, 40, axis=0)
+    symbols = ["O"] * 200 + ["Na"] * 200
+    r, g = radial_distribution(frames, boxes, symbols, "Na", "O", r_max_nm=1.4, bin_nm=0.05)
+    assert np.abs(g[r > 0.5].mean() - 1.0) < 0.01
+    r, g = radial_distribution(frames, boxes, symbols, "O", "O", r_max_nm=1.4, bin_nm=0.05)
+    assert np.abs(g[r > 0.5].mean() - 1.0) < 0.01  # like pairs: self-distances excluded, N(N-1) normalisation
+
+
+def test_first_peak_of_a_jittered_lattice_is_the_spacing():
+    spacing = 0.31
+    grid = np.stack(np.meshgrid(*[np.arange(6) * spacing] * 3, indexing="ij"), -1).reshape(-1, 3)
+    frames = grid[None] + np.random.default_rng(0).normal(0.0, 0.008, size=(10, len(grid), 3))
+    boxes = np.repeat(np.eye(3)[None] * 6 * spacing, 10, axis=0)
+    position, height = first_peak(*radial_distribution(frames, boxes, ["O"] * len(grid), "O", "O", 0.4, 0.002))
+    assert position == pytest.approx(3.1, abs=0.02) and height > 3
+
+
+def test_density_of_water_and_missing_species():
+    masses = np.array([15.999, 1.008, 1.008] * 216)
+    rho, err = density_g_cm3(masses, np.repeat(np.eye(3)[None] * 1.8646, 10, axis=0))
+    assert rho == pytest.approx(0.997, abs=0.002) and err == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(InputError, match="species missing for g\\(r\\)"):
+        radial_distribution(np.zeros((1, 2, 3)), np.eye(3)[None], ["O", "H"], "Cl", "O")
