@@ -68,7 +68,8 @@ class SimulationConfig:
         or the path of an OpenMM ForceField XML.
     fixed_terms : str, optional
         ForceField XML of the fixed (non-electrostatic) terms for ``model``: a file path or the name of
-        a file in ``forcefields/`` (e.g. ``polarff_fixed_terms``); default: ``polarff_fixed_terms.xml``.
+        a file in ``forcefields/`` (e.g. ``polarff_fixed_terms``); default: the file the model card names
+        (:func:`polarff.openmm.system.model_fixed_terms`), else ``polarff_fixed_terms.xml``.
     charge_scale : float
         Factor applied to the charges of monatomic ions of a ``forcefield`` System (0.75: the
         electronic-continuum-corrected "scaled charge" baseline).
@@ -367,9 +368,8 @@ def build_system(config: SimulationConfig, topology):
                              field="system", expected=topology.getNumAtoms(), found=system.getNumParticles())
         return system
     if config.model:
-        from polarff.openmm.system import create_system
-
         from polarff.build import forcefield_path
+        from polarff.openmm.system import create_system
 
         files = None
         if config.fixed_terms:
