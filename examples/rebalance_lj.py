@@ -85,6 +85,10 @@ def run_point(out: Path, name: str, box_pdb: str, model: str, sigmas: dict[str, 
             result[f"peak_{a}-{b}_A"] = round(r, 3)
             result[f"g_{a}-{b}"] = round(g, 2)
     rho, err = density_g_cm3(np.asarray(traj["masses"]), traj["box"])
+    n_waters = int(np.sum(symbols == "O"))
+    # cohesion: polarff's energy of an isolated molecule is 0 (no intramolecular charge pairs, no field), so
+    # U/N is minus the vaporization energy; experiment for water: -(44.0 - RT) = -41.5 kJ/mol at 298 K
+    result["potential_per_water_kj_mol"] = round(float(np.mean(traj["potential_energy"])) / n_waters, 2)
     result["density_g_cm3"] = round(rho, 4)
     result["density_error"] = round(err, 4)
     return result
@@ -140,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                                   args.equilibration_ps, args.seed, args.cutoff)
         write_json(scan_path, results)
         print(json.dumps(results[name]))
-    print("\n| run | sigma (Å) | density (g/cm³) | O–O peak (Å) | Na–O peak (Å) | Cl–O peak (Å) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| run | sigma (Å) | density (g/cm³) | U per water (kJ/mol) | O–O peak (Å) | Na–O peak (Å) | Cl–O peak (Å) |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         sig = ", ".join(f"{k} {v}" for k, v in r["sigmas_A"].items())
-        print(f"| {name} | {sig} | {r['density_g_cm3']} ± {r['density_error']} | {r.get('peak_O-O_A', '—')} | "
+        print(f"| {name} | {sig} | {r['density_g_cm3']} ± {r['density_error']} | "
+              f"{r.get('potential_per_water_kj_mol', '—')} | {r.get('peak_O-O_A', '—')} | "
               f"{r.get('peak_Na-O_A', '—')} | {r.get('peak_Cl-O_A', '—')} |")
     print(f"targets: density {TARGET_DENSITY_G_CM3}, peaks {TARGET_PEAK_A}")
     return 0

@@ -743,6 +743,22 @@ def ion_structure(traj: dict) -> dict:
     return out
 
 
+#: Cohesive energy of liquid water at 298 K, kJ/mol per molecule: −(ΔH_vap − RT) with ΔH_vap = 43.99 kJ/mol
+#: (CRC Handbook of Chemistry and Physics, enthalpy of vaporization of water at 25 °C) and RT = 2.48 kJ/mol.
+WATER_COHESIVE_ENERGY_KJ_MOL = -41.5
+
+
+def cohesive_energy(traj: dict) -> float:
+    """Mean potential energy per water molecule of a pure rigid-water run, kJ/mol.
+
+    For rigid water in polarff or TIP3P the energy of an isolated molecule is zero (no intramolecular
+    charge or LJ pairs, no field), so this is minus the model's vaporization energy; compare with
+    :data:`WATER_COHESIVE_ENERGY_KJ_MOL`.
+    """
+    n_waters = int(np.sum(np.asarray(traj["symbols"]).astype(str) == "O"))
+    return float(np.mean(traj["potential_energy"])) / n_waters
+
+
 def first_peaks(traj: dict) -> dict:
     """First-peak positions (Å) and heights of g(r) for the O–O, Na–O and Cl–O pairs present in a run."""
     from polarff.analysis.structure import EXPERIMENT_PEAK_A, first_peak, radial_distribution
@@ -786,6 +802,8 @@ def analyse_runs(cfg: BenchmarkConfig, trajectories: dict[str, dict]) -> dict:
         results["_curves"][name] = curves
     results["ions"] = {name: ion_structure(traj) for name, traj in trajectories.items() if name.endswith("nacl")}
     results["peaks"] = {name: first_peaks(traj) for name, traj in trajectories.items()}
+    results["cohesion"] = {name: cohesive_energy(traj) for name, traj in trajectories.items()
+                           if name.endswith("water")}
     results["charges"] = {name: charge_statistics(traj) for name, traj in trajectories.items()
                           if name.startswith("polarff")}
     results["sampling"] = {name: sampling_plan(traj, n_blocks=4) for name, traj in trajectories.items()
@@ -929,7 +947,7 @@ def write_report(cfg: BenchmarkConfig, runs: dict, records: dict, trajectories: 
     lines += _report_ir(results, rel)
     lines += _report_tnep(results)
     lines += _report_sampling(results)
-    lines += _report_assessment(results)
+    lines += _report_assessment(results, runs)
     lines += _report_sources()
     tmp = report_path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
@@ -995,8 +1013,11 @@ def _report_model(cfg, results) -> list[str]:
     return lines + [""]
 
 
-def _report_assessment(results) -> list[str]:
+def _report_assessment(results, runs) -> list[str]:
     lines = ["## Assessment", ""]
+    polarff_run = runs.get("polarff-nacl")
+    fixed_terms = os.path.basename(getattr(polarff_run, "fixed_terms", None) or "polarff_fixed_terms")
+    lengths = sorted({f"{t['length_ps']:.0f}" for t in results["transport"].values()}, key=float)
     t = results["transport"].get("polarff-nacl")
     salt = t or next(iter(results["transport"].values()))
     n_pairs, n_waters, box = salt["n_pairs"], salt["n_waters"], salt["box_nm"]
@@ -1019,8 +1040,8 @@ def _report_assessment(results) -> list[str]:
                       "barely moved. The predicted polarizabilities (table under *Model*) are those of the training labels "
                       "(D4 for water, literature hydrated-ion values for the ions: polarff/data/README.md).", ""]
     lines += ["Why the numbers land where they do, and what limits them:", "",
-              "- **Run length.** These are runs of a few picoseconds (see *What ran*), set by the CPU budget of "
-              "one benchmark on a shared 2-core machine. The sampling plan above gives lower bounds of the "
+              f"- **Run length.** These are runs of {' and '.join(lengths)} ps (see *What ran*), set by the CPU "
+              "budget of one benchmark on a shared 2-core machine. The sampling plan above gives lower bounds of the "
               "lengths the 15 % target needs; where an error bar is wider than the target, the error bar, not "
               "the central value, is the result here.",
               f"- **Box size.** {n_pairs} ion pair(s) in {n_waters} waters: D(Na+) and D(Cl−) average over "
@@ -1028,8 +1049,16 @@ def _report_assessment(results) -> list[str]:
               "is as large as the differences between models.",
               "- **Reference labels.** The polarff charges are learned from GFN2-xTB (Mulliken-type) partial "
               "charges and D4 (water) or literature (ion) polarizabilities, not fitted to transport or to experimental liquid "
-              "properties; the Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted "
-              "together with fixed TIP3P charges. Nothing re-balances the LJ terms for the new electrostatics.",
+              "properties. " + (
+                  "The Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted together with "
+                  "fixed TIP3P charges; nothing re-balances them for the new electrostatics."
+                  if fixed_terms.startswith("polarff_fixed_terms") else
+                  f"The Lennard-Jones terms ({fixed_terms}) were re-balanced for these electrostatics against "
+                  "structure (water density, Cl–O peak: docs/lj-rebalance.md), not against transport."),
+              "- **Cohesion.** Potential energy per water in the pure-water runs (minus the vaporization "
+              "energy; experiment " + f"{WATER_COHESIVE_ENERGY_KJ_MOL:.1f} kJ/mol): "
+              + (", ".join(f"{name} {value:.1f}" for name, value in results.get("cohesion", {}).items()) or "—")
+              + " kJ/mol. A liquid that is bound too weakly diffuses too fast.",
               "- **Rigid water, Langevin thermostat.** Rigid molecules remove the intramolecular IR bands; the "
               "Langevin friction (1/ps) slows diffusion slightly.",
               "- **Experimental ion D values are at infinite dilution**; at ~1 mol/kg the measured values "
