@@ -606,9 +606,8 @@ def _box(out: Path, name: str, n_pairs: int, n_waters: int, seed: int, threads: 
 
 def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
     """The :class:`polarff.simulate.SimulationConfig` of every run, by name (boxes written to ``out/boxes``)."""
-    from polarff.simulate import SimulationConfig
-
     from polarff.artifact import read_card
+    from polarff.simulate import SimulationConfig
 
     out = Path(cfg.out)
     salt_pdb, salt_l = _box(out, "nacl", cfg.n_pairs, cfg.n_waters, cfg.seed, cfg.threads)
