@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polarff.analysis.structure import EXPERIMENT_PEAK_A, density_g_cm3, first_peak, radial_distribution
+from polarff.analysis.structure import (EXPERIMENT_PEAK_A, density_g_cm3, energy_per_water, first_peak,
+                                       radial_distribution)
 from polarff.build import forcefield_path
 from polarff.fileio import write_json, write_text
 
@@ -85,10 +86,8 @@ def run_point(out: Path, name: str, box_pdb: str, model: str, sigmas: dict[str, 
             result[f"peak_{a}-{b}_A"] = round(r, 3)
             result[f"g_{a}-{b}"] = round(g, 2)
     rho, err = density_g_cm3(np.asarray(traj["masses"]), traj["box"])
-    n_waters = int(np.sum(symbols == "O"))
-    # cohesion: polarff's energy of an isolated molecule is 0 (no intramolecular charge pairs, no field), so
-    # U/N is minus the vaporization energy; experiment for water: -(44.0 - RT) = -41.5 kJ/mol at 298 K
-    result["potential_per_water_kj_mol"] = round(float(np.mean(traj["potential_energy"])) / n_waters, 2)
+    # minus the vaporization energy for pure water (experiment: WATER_COHESIVE_ENERGY_KJ_MOL)
+    result["potential_per_water_kj_mol"] = round(energy_per_water(traj["potential_energy"], symbols), 2)
     result["density_g_cm3"] = round(rho, 4)
     result["density_error"] = round(err, 4)
     return result

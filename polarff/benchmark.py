@@ -742,22 +742,6 @@ def ion_structure(traj: dict) -> dict:
     return out
 
 
-#: Cohesive energy of liquid water at 298 K, kJ/mol per molecule: −(ΔH_vap − RT) with ΔH_vap = 43.99 kJ/mol
-#: (CRC Handbook of Chemistry and Physics, enthalpy of vaporization of water at 25 °C) and RT = 2.48 kJ/mol.
-WATER_COHESIVE_ENERGY_KJ_MOL = -41.5
-
-
-def cohesive_energy(traj: dict) -> float:
-    """Mean potential energy per water molecule of a pure rigid-water run, kJ/mol.
-
-    For rigid water in polarff or TIP3P the energy of an isolated molecule is zero (no intramolecular
-    charge or LJ pairs, no field), so this is minus the model's vaporization energy; compare with
-    :data:`WATER_COHESIVE_ENERGY_KJ_MOL`.
-    """
-    n_waters = int(np.sum(np.asarray(traj["symbols"]).astype(str) == "O"))
-    return float(np.mean(traj["potential_energy"])) / n_waters
-
-
 def first_peaks(traj: dict) -> dict:
     """First-peak positions (Å) and heights of g(r) for the O–O, Na–O and Cl–O pairs present in a run."""
     from polarff.analysis.structure import EXPERIMENT_PEAK_A, first_peak, radial_distribution
@@ -800,9 +784,11 @@ def analyse_runs(cfg: BenchmarkConfig, trajectories: dict[str, dict]) -> dict:
         curves["ir"] = ir["spectrum"]
         results["_curves"][name] = curves
     results["ions"] = {name: ion_structure(traj) for name, traj in trajectories.items() if name.endswith("nacl")}
+    from polarff.analysis.structure import energy_per_water
+
     results["peaks"] = {name: first_peaks(traj) for name, traj in trajectories.items()}
-    results["cohesion"] = {name: cohesive_energy(traj) for name, traj in trajectories.items()
-                           if name.endswith("water")}
+    results["cohesion"] = {name: energy_per_water(traj["potential_energy"], traj["symbols"])
+                           for name, traj in trajectories.items() if name.endswith("water")}
     results["charges"] = {name: charge_statistics(traj) for name, traj in trajectories.items()
                           if name.startswith("polarff")}
     results["sampling"] = {name: sampling_plan(traj, n_blocks=4) for name, traj in trajectories.items()
@@ -1013,6 +999,8 @@ def _report_model(cfg, results) -> list[str]:
 
 
 def _report_assessment(results, runs) -> list[str]:
+    from polarff.analysis.structure import WATER_COHESIVE_ENERGY_KJ_MOL
+
     lines = ["## Assessment", ""]
     polarff_run = runs.get("polarff-nacl")
     fixed_terms = os.path.basename(getattr(polarff_run, "fixed_terms", None) or "polarff_fixed_terms")

@@ -36,3 +36,10 @@ def test_density_of_water_and_missing_species():
     assert rho == pytest.approx(0.997, abs=0.002) and err == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(InputError, match="species missing for g\\(r\\)"):
         radial_distribution(np.zeros((1, 2, 3)), np.eye(3)[None], ["O", "H"], "Cl", "O")
+
+
+def test_energy_per_water_counts_molecules_by_oxygen():
+    from polarff.analysis.structure import energy_per_water
+
+    symbols = ["O", "H", "H"] * 4 + ["Na", "Cl"]
+    assert energy_per_water(np.array([-100.0, -140.0]), symbols) == pytest.approx(-30.0)

@@ -14,6 +14,9 @@ from polarff.errors import InputError
 
 #: Avogadro constant, 1/mol.
 AVOGADRO = 6.02214076e23
+#: Cohesive energy of liquid water at 298 K, kJ/mol per molecule: −(ΔH_vap − RT) with ΔH_vap = 43.99 kJ/mol
+#: (CRC Handbook of Chemistry and Physics, enthalpy of vaporization of water at 25 °C) and RT = 2.48 kJ/mol.
+WATER_COHESIVE_ENERGY_KJ_MOL = -41.5
 #: First-peak positions of g(r) in Å that polarff compares with (see the module docstring).
 EXPERIMENT_PEAK_A = {("O", "O"): 2.80, ("Na", "O"): 2.38, ("Cl", "O"): 3.16}
 
@@ -82,3 +85,14 @@ def density_g_cm3(masses: np.ndarray, boxes: np.ndarray, n_blocks: int = 5) -> t
     rho = float(np.sum(masses)) / AVOGADRO / volumes_cm3
     blocks = np.array([block.mean() for block in np.array_split(rho, n_blocks)])
     return float(rho.mean()), float(blocks.std(ddof=1) / np.sqrt(n_blocks))
+
+
+def energy_per_water(potential_energies: np.ndarray, symbols) -> float:
+    """Mean potential energy per water molecule (kJ/mol), counting molecules by their O atoms.
+
+    For rigid water in polarff or TIP3P the energy of an isolated molecule is zero (no intramolecular
+    charge or LJ pairs, no field), so for pure water this is minus the model's vaporization energy;
+    compare with :data:`WATER_COHESIVE_ENERGY_KJ_MOL`.
+    """
+    n_waters = int(np.sum(np.asarray(symbols).astype(str) == "O"))
+    return float(np.mean(potential_energies)) / n_waters
