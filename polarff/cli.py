@@ -99,6 +99,10 @@ class Fit(Command):
         p.add_argument("--hidden", help="trunk widths, comma separated (e.g. 128,128)")
         p.add_argument("--cutoff", type=float, help="descriptor cutoff (Å)")
         p.add_argument("--report", help="write the training report (JSON) here")
+        p.add_argument("--charge-calibration", metavar="JSON",
+                       help="scale the charge labels first with the factors of this calibration "
+                            "(polarff calibrate-charges; e.g. the shipped "
+                            "polarff/data/charge_calibration_b3lyp.json)")
 
     @staticmethod
     def run(args):
@@ -106,6 +110,11 @@ class Fit(Command):
         from polarff.model import fit
 
         frames = _load_frames(args.data)
+        if args.charge_calibration:
+            from polarff.esp import ChargeCalibration, apply_charge_scales
+
+            calib = ChargeCalibration.load(args.charge_calibration)
+            frames = apply_charge_scales(frames, calib.scales, source=calib.method)
         cfg = _fit_config(args)
         model, report = fit(frames, cfg, out_path=args.output)
         print(f"wrote {args.output} (best epoch {report['best_epoch']}, "
@@ -114,6 +123,43 @@ class Fit(Command):
             print(format_metrics(report["test"], "test split"))
         if args.report:
             write_json(args.report, report)
+        return 0
+
+
+class CalibrateCharges(Command):
+    name = "calibrate-charges"
+    help = "DFT ESP charges (pyscf) of small clusters → factors that scale GFN2-xTB charge labels"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("frames", nargs="*", help="periodic frames to cut ion/water clusters from (first frame used)")
+        p.add_argument("-o", "--output", required=True, help="calibration JSON (resumable)")
+        p.add_argument("--max-waters", type=int, default=3, help="waters around each ion (default 3)")
+        p.add_argument("--xc", default="b3lyp")
+        p.add_argument("--basis", default="def2-svpd")
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--apply", help="labelled data set whose GFN2 charges to scale")
+        p.add_argument("--scaled", help="where to write the scaled data set (with --apply)")
+
+    @staticmethod
+    def run(args):
+        from polarff.clusters import calibration_clusters
+        from polarff.esp import apply_charge_scales, calibrate_charges
+        from polarff.io import read_frames, write_frames
+
+        if args.apply and not args.scaled:
+            raise ConfigError("--apply needs --scaled OUTPUT.xyz")
+        frames = [f for path in args.frames for f in read_frames(path)[:1]]
+        calib = calibrate_charges(calibration_clusters(frames, args.max_waters), args.output, xc=args.xc,
+                                  basis=args.basis, threads=args.threads)
+        for row in calib.summary():
+            print(f"{row['name']:12s} {row['species']:2s}  q GFN2 {row['gfn2']:+.3f}  ESP {row['esp']:+.3f}  "
+                  f"scaled GFN2 {row.get('gfn2_scaled', float('nan')):+.3f} e")
+        print("scale GFN2 → ESP: " + "  ".join(f"{s} {v:.3f}" for s, v in sorted(calib.scales.items())))
+        if args.apply:
+            scaled = apply_charge_scales(read_frames(args.apply), calib.scales, source=calib.method)
+            write_frames(args.scaled, scaled)
+            print(f"wrote {len(scaled)} frames with scaled charges to {args.scaled}")
         return 0
 
 
@@ -159,6 +205,7 @@ class Eval(Command):
                 raise ConfigError(f"{args.model}: split '{args.split}' indexes {max(split) + 1} frames, "
                                   f"the data given has {len(frames)}: pass the training files")
             frames = [frames[i] for i in split]
+        frames = _labels_as_trained(model, frames)
         pred = predict(model, frames)
         metrics = summarize(model, prepare(model, frames), pred)
         print(format_metrics(metrics, f"{len(frames)} frames ({args.split})"))
@@ -206,6 +253,10 @@ class Info(Command):
         print(f"  seed:           {card['seed']}")
         print(f"  training data:  sha256 {card['training_data_sha256'][:16]}…  frames {card['n_frames']}")
         print(f"  versions:       {', '.join(f'{k} {v}' for k, v in card['versions'].items())}")
+        for key, scaling in card.get("label_scaling", {}).items():
+            print(f"  {key + ':':15s} {scaling['factors']}  ({scaling['source']})")
+        if card.get("fixed_terms"):
+            print(f"  fixed terms:    {card['fixed_terms']}")
         for split, m in card.get("metrics", {}).items():
             print(format_metrics(m, split, indent="  "))
         return 0
@@ -243,6 +294,18 @@ def _load_frames(paths: list[str]):
     return frames
 
 
+def _labels_as_trained(model, frames):
+    """Frames with the charge calibration of the model's training labels applied, if the model card has
+    one and the frames are unscaled (otherwise a calibrated model would be scored against raw labels)."""
+    scaling = model.card.get("label_scaling", {}).get("charge_scale")
+    if not scaling or all("charge_scale" in f.info for f in frames):
+        return frames
+    from polarff.esp import apply_charge_scales, parse_scales
+
+    print(f"charge labels scaled as in training: {scaling['factors']} ({scaling['source']})")
+    return apply_charge_scales(frames, parse_scales(scaling["factors"]), source=scaling["source"])
+
+
 def _fit_config(args):
     from polarff.model import FitConfig
 
@@ -260,7 +323,7 @@ def _fit_config(args):
     return FitConfig.from_dict(options, source=args.config or "options")
 
 
-COMMANDS: list[type[Command]] = [Build, Label, Fit, Eval, Info]
+COMMANDS: list[type[Command]] = [Build, Label, CalibrateCharges, Fit, Eval, Info]
 
 
 def register(command: type[Command]) -> None:

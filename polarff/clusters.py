@@ -362,18 +362,12 @@ def dft_response(frame: Frame, *, xc: str = "b3lyp", basis: str = "def2-svpd",
     LabelError
         If an SCF does not converge.
     """
-    from pyscf import dft, gto, lib
+    from pyscf import dft, lib
 
     _require_cluster(frame, "a DFT finite-field calculation")
     lib.num_threads(int(threads))
     start = time.perf_counter()
-    try:
-        mol = gto.M(atom=[[s, tuple(p)] for s, p in zip(frame.symbols, frame.positions)], unit="Angstrom",
-                    basis=basis, charge=int(round(frame.total_charge)), spin=0, verbose=0)
-    except Exception as exc:  # pyscf raises RuntimeError for an impossible spin/charge
-        raise InputError(f"cannot build a closed-shell molecule: {exc}", file=frame.info.get("source"),
-                         frame=frame.info.get("index"), field="total_charge",
-                         expected="an even number of electrons", found=frame.total_charge) from None
+    mol = pyscf_molecule(frame, basis)
     nuclear = mol.atom_charges()
     origin = nuclear @ mol.atom_coords() / nuclear.sum()
     with mol.with_common_orig(origin):
@@ -398,6 +392,26 @@ def dft_response(frame: Frame, *, xc: str = "b3lyp", basis: str = "def2-svpd",
     return ClusterResponse(alpha_au * BOHR3_TO_A3, None, dipoles[0] * BOHR_A, None,
                            f"{xc.upper()}/{basis} (pyscf) finite field ±{field_au:g} a.u.", field_au,
                            time.perf_counter() - start, int(mol.nao))
+
+
+def pyscf_molecule(frame: Frame, basis: str):
+    """A closed-shell pyscf ``Mole`` of a cluster (Å), charge = the frame's total charge.
+
+    Raises
+    ------
+    InputError
+        For a periodic frame or an odd number of electrons.
+    """
+    from pyscf import gto
+
+    _require_cluster(frame, "a pyscf calculation")
+    try:
+        return gto.M(atom=[[s, tuple(p)] for s, p in zip(frame.symbols, frame.positions)], unit="Angstrom",
+                     basis=basis, charge=int(round(frame.total_charge)), spin=0, verbose=0)
+    except Exception as exc:  # pyscf raises RuntimeError for an impossible spin/charge
+        raise InputError(f"cannot build a closed-shell molecule: {exc}", file=frame.info.get("source"),
+                         frame=frame.info.get("index"), field="total_charge",
+                         expected="an even number of electrons", found=frame.total_charge) from None
 
 
 def born_sum_rule_error(born_charges: np.ndarray, total_charge: float = 0.0) -> float:

@@ -238,6 +238,7 @@ def fit(frames: Sequence[Frame], cfg: FitConfig, out_path: str | os.PathLike | N
 
     log = log or (lambda msg: print(msg, file=__import__("sys").stderr, flush=True))
     frames = list(frames)
+    scaling = label_scaling(frames)  # refuses mixed calibrations before any training
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     if split is None:
@@ -336,9 +337,33 @@ def fit(frames: Sequence[Frame], cfg: FitConfig, out_path: str | os.PathLike | N
                            metrics, asdict(cfg))
     model.card["split"] = {"train": np.asarray(train_idx).tolist(), "validation": np.asarray(val_idx).tolist(),
                            "test": np.asarray(test_idx).tolist()}
+    if scaling:
+        model.card["label_scaling"] = scaling
     if out_path is not None:
         model.save(out_path)
     return model, report
+
+
+def label_scaling(frames: Sequence[Frame]) -> dict:
+    """Calibration factors applied to the labels (``info['charge_scale']`` / ``info['alpha_scale']`` and
+    their ``*_source``), when every frame carries the same ones; ``{}`` when none does.
+
+    Raises
+    ------
+    ConfigError
+        If the frames mix scaled and unscaled labels, or different factors: a model trained on them would
+        learn two different charge (or α) scales.
+    """
+    out = {}
+    for key in ("charge_scale", "alpha_scale"):
+        values = {(f.info.get(key), f.info.get(f"{key}_source")) for f in frames}
+        if len(values) > 1:
+            raise ConfigError(f"the training frames mix {key} settings {sorted(map(str, values))}: scale every "
+                              "frame with the same calibration (or none)")
+        value, source = values.pop()
+        if value is not None:
+            out[key] = {"factors": value, "source": source or ""}
+    return out
 
 
 def make_batch(data: PreparedData, frame_sel: np.ndarray, extra=None) -> dict:

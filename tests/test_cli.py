@@ -66,3 +66,26 @@ def test_unknown_config_key_is_a_clear_error(tmp_path, capsys):
     assert main(["fit", "-o", str(tmp_path / "m.pff"), "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "unknown option(s) ['epocks']" in err
+
+
+def test_fit_with_charge_calibration_records_it_and_eval_scores_against_scaled_labels(tmp_path, labelled_boxes,
+                                                                                      capsys):
+    from polarff.artifact import read_card
+    from polarff.esp import ChargeCalibration
+
+    data = tmp_path / "data.xyz"
+    write_frames(data, labelled_boxes[:10])
+    calib = tmp_path / "calib.json"
+    ChargeCalibration("test ESP", [], {"H": 1.25, "O": 1.25, "Na": 1.1, "Cl": 0.9}).save(calib)
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("hidden: [16]\nn_bins: 6\ncutoff: 4.0\nn_radial: 3\nn_angular: 2\neval_every: 2\n")
+    model = tmp_path / "m.pff"
+    assert main(["fit", str(data), "-o", str(model), "--config", str(cfg), "--epochs", "2", "--seed", "5",
+                 "--charge-calibration", str(calib)]) == 0
+    card = read_card(model)
+    assert card["label_scaling"]["charge_scale"] == {"factors": "Cl:0.9 H:1.25 Na:1.1 O:1.25", "source": "test ESP"}
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert "charge_scale:   Cl:0.9 H:1.25 Na:1.1 O:1.25  (test ESP)" in capsys.readouterr().out
+    assert main(["eval", str(model), str(data), "--split", "test"]) == 0
+    assert "charge labels scaled as in training: Cl:0.9 H:1.25" in capsys.readouterr().out
