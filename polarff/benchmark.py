@@ -987,7 +987,9 @@ def _report_model(cfg, results) -> list[str]:
              f"({', '.join(f'{k} {v}' for k, v in frames.items())}), training data sha256 "
              f"`{card['training_data_sha256'][:16]}…`, seed {card['seed']}, {card['config'].get('epochs')} epochs. "
              + (f"Held-out test split: charge MAE {test['charge_mae']:.4f} e, polarizability MAE "
-                f"{test['polarizability_mae']:.4f} Å³." if "charge_mae" in test else ""), "",
+                f"{test['polarizability_mae']:.4f} Å³." if "charge_mae" in test else "")
+             + "".join(f" Training labels scaled ({key}): {v['factors']} ({v['source']})."
+                       for key, v in card.get("label_scaling", {}).items()), "",
              "Charges and polarizabilities predicted along the polarff runs (mean ± standard deviation over "
              "frames and atoms of a species):", "",
              "| run | species | charge (e) | polarizability (Å³) |", "|---|---|---|---|"]
@@ -1000,10 +1002,14 @@ def _report_model(cfg, results) -> list[str]:
 
 def _report_assessment(results, runs) -> list[str]:
     from polarff.analysis.structure import WATER_COHESIVE_ENERGY_KJ_MOL
+    from polarff.artifact import read_card
 
     lines = ["## Assessment", ""]
     polarff_run = runs.get("polarff-nacl")
     fixed_terms = os.path.basename(getattr(polarff_run, "fixed_terms", None) or "polarff_fixed_terms")
+    model_path = getattr(polarff_run, "model", None)
+    charge_scaled = bool(model_path and os.path.exists(model_path)
+                         and "charge_scale" in read_card(model_path).get("label_scaling", {}))
     lengths = sorted({f"{t['length_ps']:.0f}" for t in results["transport"].values()}, key=float)
     t = results["transport"].get("polarff-nacl")
     salt = t or next(iter(results["transport"].values()))
@@ -1035,7 +1041,9 @@ def _report_assessment(results, runs) -> list[str]:
               f"{n_pairs} ion(s) each, and the Yeh–Hummer correction ({fmt(yh)}e-9 m²/s at L = {fmt(box, None, 3)} nm) "
               "is as large as the differences between models.",
               "- **Reference labels.** The polarff charges are learned from GFN2-xTB (Mulliken-type) partial "
-              "charges and D4 (water) or literature (ion) polarizabilities, not fitted to transport or to experimental liquid "
+              + ("charges scaled per species to DFT electrostatic-potential charges of small clusters "
+                 "(docs/charge-calibration.md)" if charge_scaled else "charges")
+              + " and D4 (water) or literature (ion) polarizabilities, not fitted to transport or to experimental liquid "
               "properties. " + (
                   "The Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted together with "
                   "fixed TIP3P charges; nothing re-balances them for the new electrostatics."

@@ -46,7 +46,8 @@ SALT_PARTIAL_MOLAR_VOLUME_CM3 = {"NaCl": 16.62, "KCl": 26.85, "LiCl": 16.95}
 TIP3P_R_OH_A = 0.9572
 TIP3P_ANGLE_DEG = 104.52
 
-FORCEFIELD_NAMES = ("fixed_charge_baseline", "polarff_fixed_terms", "polarff_nacl_gfn2_fixed_terms")
+FORCEFIELD_NAMES = ("fixed_charge_baseline", "polarff_fixed_terms", "polarff_nacl_gfn2_fixed_terms",
+                    "polarff_nacl_gfn2_esp_fixed_terms")
 
 
 def forcefield_path(name: str) -> str:
