@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -76,3 +77,30 @@ def test_rdf_first_peak_of_a_lattice_and_density_of_water():
     masses = np.array([15.999, 1.008, 1.008] * 216)
     rho, err = example.density_g_cm3(masses, np.repeat(np.eye(3)[None] * 1.8646, 10, axis=0))
     assert rho == pytest.approx(0.997, abs=0.002) and err == pytest.approx(0.0, abs=1e-12)
+
+
+def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, tmp_path):
+    """The example's per-molecule dipoles: permanent from the predicted charges, induced from the solver."""
+    from polarff.build import build_ion_box, write_topology_pdb
+    from polarff.simulate import SimulationConfig, run_simulation
+
+    topology, positions, box = build_ion_box("NaCl", 0, 16, seed=3)
+    pdb = tmp_path / "water.pdb"
+    write_topology_pdb(topology, positions, box, pdb)
+    cfg = SimulationConfig(topology=str(pdb), model=str(trained_model[2]), cutoff_nm=0.39, length_ps=0.02,
+                           report_interval_fs=4.0, energy_interval_fs=8.0, checkpoint_interval_ps=0.02,
+                           equilibration_ps=0.0, minimize=True, minimize_iterations=5, seed=1)
+    run_simulation(cfg, tmp_path / "run", progress=False)
+    r = load("water_dipoles").water_dipoles(str(tmp_path / "run"), n_frames=2)
+    assert r["n_molecules"] == 16 and r["n_frames"] == 2
+    # the permanent part equals the one from the charges the run's reporter saved (an independent path)
+    from polarff.simulate import load_trajectory
+
+    traj = load_trajectory(str(tmp_path / "run"))
+    picks = np.linspace(0, len(traj["positions"]) - 1, 2).round().astype(int)
+    saved = [np.linalg.norm(traj["charges"][k][o:o + 3] @ (traj["positions"][k][o:o + 3] - traj["positions"][k][o]))
+             for k in picks for o in range(0, 48, 3)]
+    assert r["permanent"] == pytest.approx(np.mean(saved) * 48.0320, rel=1e-6)
+    assert 0.5 < r["permanent"] < 3.5 and 0.0 < r["induced"] < r["permanent"]
+    # per molecule ||p| - |i|| <= |p + i| <= |p| + |i|, so the means obey the same bounds
+    assert abs(r["permanent"] - r["induced"]) - 1e-9 <= r["total"] <= r["permanent"] + r["induced"] + 1e-9
