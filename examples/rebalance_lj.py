@@ -51,7 +51,7 @@ def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float]) -> str:
         if element not in ATOM_TYPES:
             raise ValueError(f"no scanned atom type for {element!r} (expected one of {sorted(ATOM_TYPES)})")
         pattern = re.compile(r'(<Atom type="%s" charge="0.0" sigma=")([0-9.eE+-]+)(")' % ATOM_TYPES[element])
-        text, count = pattern.subn(lambda m: m.group(1) + repr(sigma / 10.0) + m.group(3), text)
+        text, count = pattern.subn(lambda m: m.group(1) + f"{sigma / 10.0:.6g}" + m.group(3), text)
         if count != 1:
             raise ValueError(f"atom type {ATOM_TYPES[element]} not found once in polarff_fixed_terms.xml")
     return text

@@ -114,7 +114,7 @@ class Fit(Command):
             from polarff.esp import ChargeCalibration, apply_charge_scales
 
             calib = ChargeCalibration.load(args.charge_calibration)
-            frames = apply_charge_scales(frames, calib.scales, source=calib.method)
+            frames = apply_charge_scales(frames, calib.scales, source=calib.source)
         cfg = _fit_config(args)
         model, report = fit(frames, cfg, out_path=args.output)
         print(f"wrote {args.output} (best epoch {report['best_epoch']}, "
@@ -138,6 +138,8 @@ class CalibrateCharges(Command):
         p.add_argument("--xc", default="b3lyp")
         p.add_argument("--basis", default="def2-svpd")
         p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--water-target", default="esp", choices=["esp", "dipole"],
+                       help="water factor from the monomer's ESP charges (default) or its DFT dipole moment")
         p.add_argument("--apply", help="labelled data set whose GFN2 charges to scale")
         p.add_argument("--scaled", help="where to write the scaled data set (with --apply)")
 
@@ -151,13 +153,13 @@ class CalibrateCharges(Command):
             raise ConfigError("--apply needs --scaled OUTPUT.xyz")
         frames = [f for path in args.frames for f in read_frames(path)[:1]]
         calib = calibrate_charges(calibration_clusters(frames, args.max_waters), args.output, xc=args.xc,
-                                  basis=args.basis, threads=args.threads)
+                                  basis=args.basis, threads=args.threads, water_target=args.water_target)
         for row in calib.summary():
             print(f"{row['name']:12s} {row['species']:2s}  q GFN2 {row['gfn2']:+.3f}  ESP {row['esp']:+.3f}  "
                   f"scaled GFN2 {row.get('gfn2_scaled', float('nan')):+.3f} e")
-        print("scale GFN2 → ESP: " + "  ".join(f"{s} {v:.3f}" for s, v in sorted(calib.scales.items())))
+        print("scale GFN2 → DFT: " + "  ".join(f"{s} {v:.3f}" for s, v in sorted(calib.scales.items())))
         if args.apply:
-            scaled = apply_charge_scales(read_frames(args.apply), calib.scales, source=calib.method)
+            scaled = apply_charge_scales(read_frames(args.apply), calib.scales, source=calib.source)
             write_frames(args.scaled, scaled)
             print(f"wrote {len(scaled)} frames with scaled charges to {args.scaled}")
         return 0

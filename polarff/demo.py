@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         from polarff.esp import ChargeCalibration, apply_charge_scales
 
         calib = ChargeCalibration.load(CHARGE_CALIBRATION)
-        frames = apply_charge_scales(frames, calib.scales, source=calib.method)
+        frames = apply_charge_scales(frames, calib.scales, source=calib.source)
         print("[demo] charge labels: GFN2-xTB × ESP factors " + " ".join(f"{k} {v:.3f}" for k, v in
-              sorted(calib.scales.items())) + f" ({calib.method}; docs/charge-calibration.md)", flush=True)
+              sorted(calib.scales.items())) + f" ({calib.source}; docs/charge-calibration.md)", flush=True)
         cfg = FitConfig(epochs=args.epochs, seed=0)
         print(f"[demo] stage 1: training ({cfg.epochs} epochs, hidden {cfg.hidden}, {cfg.n_bins} classes)", flush=True)
         model, report = fit(frames, cfg, out_path=model_path)

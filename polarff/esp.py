@@ -215,14 +215,21 @@ class ChargeCalibration:
     method: str
     entries: list[ChargeEntry] = field(default_factory=list)
     scales: dict[str, float] = field(default_factory=dict)
+    water_target: str = "esp"
+
+    @property
+    def source(self) -> str:
+        """What the factors map onto, for the frames' metadata and the model card."""
+        return self.method + ("" if self.water_target == "esp" else f"; water: {self.water_target}")
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "scales": self.scales, "entries": [asdict(e) for e in self.entries],
-                "summary": self.summary()}
+        return {"method": self.method, "water_target": self.water_target, "scales": self.scales,
+                "entries": [asdict(e) for e in self.entries], "summary": self.summary()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChargeCalibration":
-        return cls(d["method"], [ChargeEntry(**e) for e in d.get("entries", [])], d.get("scales", {}))
+        return cls(d["method"], [ChargeEntry(**e) for e in d.get("entries", [])], d.get("scales", {}),
+                   d.get("water_target", "esp"))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ChargeCalibration":
@@ -255,7 +262,7 @@ class ChargeCalibration:
 
 def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.PathLike | None = None, *,
                       xc: str = "b3lyp", basis: str = "def2-svpd", threads: int = 1,
-                      progress: bool = True) -> ChargeCalibration:
+                      water_target: str = "esp", progress: bool = True) -> ChargeCalibration:
     """GFN2-xTB and DFT ESP charges of calibration clusters, and the factors; resumable.
 
     After each cluster the calibration is written to ``path`` (JSON, atomically); a rerun skips clusters
@@ -267,11 +274,13 @@ def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.Path
         E.g. :func:`polarff.clusters.calibration_clusters` (water monomer, dimer, bare ions, ion(H₂O)ₙ).
     path : path-like, optional
     xc, basis, threads : DFT settings (see :func:`dft_esp_charges`).
+    water_target : {"esp", "dipole"}
+        What the water factor reproduces (see :func:`fit_charge_scales`).
     progress : bool
         One line per cluster on stderr.
     """
     method = f"{xc.upper()}/{basis} (pyscf) ESP"
-    calib = ChargeCalibration(method)
+    calib = ChargeCalibration(method, water_target=water_target)
     if path is not None and Path(path).exists():
         old = ChargeCalibration.load(path)
         if old.method == method:
@@ -290,7 +299,7 @@ def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.Path
                   + f"  fit rms {esp.relative_rms:.3f}  {esp.seconds:.1f} s", file=sys.stderr, flush=True)
         if path is not None:
             calib.save(path)
-    calib.scales = fit_charge_scales(calib.entries)
+    calib.scales = fit_charge_scales(calib.entries, water_target)
     if path is not None:
         calib.save(path)
     return calib
@@ -300,21 +309,31 @@ def _is_water(entry: ChargeEntry) -> bool:
     return sorted(entry.symbols) == ["H", "H", "O"]
 
 
-def fit_charge_scales(entries: Sequence[ChargeEntry]) -> dict[str, float]:
-    """Least-squares factors s with q_ESP ≈ s · q_GFN2, one per charge group (see the module docstring).
+def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp") -> dict[str, float]:
+    """Factors s that scale GFN2-xTB charges, one per charge group (see the module docstring).
 
-    Water (H and O, one factor) from isolated water molecules; each ion X from its own charge in the
-    clusters that contain X and at least one other atom.
+    Each ion X: least squares q_ESP ≈ s · q_GFN2 over its own charge in the clusters that contain X and
+    at least one other atom. Water (H and O, one factor), from isolated water molecules:
+
+    * ``water_target="esp"``: least squares q_ESP ≈ s · q_GFN2 over their atoms;
+    * ``water_target="dipole"``: s = |μ_DFT| / |Σ q_GFN2 r|, so that the scaled charges carry the DFT dipole
+      moment of the molecule (the choice of permanent moments that AMOEBA-type models make; three ESP
+      charges overshoot the dipole because they also stand in for the quadrupole).
 
     Raises
     ------
     ConfigError
         If a species present in the entries has no cluster to fit its factor from.
     """
+    if water_target not in ("esp", "dipole"):
+        raise ConfigError(f"water_target must be 'esp' or 'dipole', found {water_target!r}")
     pairs: dict[str, list[tuple[float, float]]] = {}
     for e in entries:
         gfn2, esp = np.asarray(e.charges_gfn2), np.asarray(e.charges_esp)
-        if _is_water(e):
+        if _is_water(e) and water_target == "dipole":
+            gfn2_dipole = molecular_dipole_debye(e.symbols, np.asarray(e.positions), gfn2)
+            pairs.setdefault("water", []).append((gfn2_dipole, e.dipole_dft_debye))
+        elif _is_water(e):
             pairs.setdefault("water", []).extend(zip(gfn2, esp))
         elif len(e.symbols) > 1:
             for i, s in enumerate(e.symbols):

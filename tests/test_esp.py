@@ -76,6 +76,19 @@ def test_charge_scales_water_from_the_monomer_ions_from_their_clusters():
     assert scales["Cl"] == pytest.approx(0.9)
     with pytest.raises(ConfigError, match="Na"):
         fit_charge_scales([entries[0], entries[2]])
+    with pytest.raises(ConfigError, match="water_target"):
+        fit_charge_scales(entries, "quadrupole")
+
+
+def test_dipole_target_makes_the_scaled_water_carry_the_dft_dipole():
+    w = water_monomer()
+    gfn2 = np.array([-0.56, 0.28, 0.28])
+    entry = ChargeEntry("H2O", list(w.symbols), w.positions.tolist(), 0.0, gfn2.tolist(), [-0.7, 0.35, 0.35],
+                        0.17, 1.89, 0.0)
+    ion = _entry("Na+(H2O)1", ["Na", "O", "H", "H"], [0.8, -0.5, 0.35, 0.35], [0.88, -0.8, 0.46, 0.46])
+    scales = fit_charge_scales([entry, ion], "dipole")
+    assert molecular_dipole_debye(w.symbols, w.positions, gfn2 * scales["O"]) == pytest.approx(1.89, rel=1e-12)
+    assert scales["H"] == scales["O"] and scales["Na"] == pytest.approx(1.1)
 
 
 def test_applied_scales_keep_the_total_charge_exact_and_travel_with_the_file(tmp_path):
@@ -126,11 +139,14 @@ def test_calibration_file_round_trip_and_clear_error(tmp_path):
         ChargeCalibration.load(tmp_path / "bad.json")
 
 
-def test_shipped_calibration_holds_the_measured_factors():
+@pytest.mark.parametrize("name, target, water", [("charge_calibration_b3lyp.json", "esp", 1.236),
+                                                  ("charge_calibration_b3lyp_dipole.json", "dipole", 1.191)])
+def test_shipped_calibrations_hold_the_measured_factors(name, target, water):
     from importlib.resources import files
 
-    calib = ChargeCalibration.load(files("polarff") / "data" / "charge_calibration_b3lyp.json")
-    assert calib.method == "B3LYP/def2-svpd (pyscf) ESP"
+    calib = ChargeCalibration.load(files("polarff") / "data" / name)
+    assert calib.method == "B3LYP/def2-svpd (pyscf) ESP" and calib.water_target == target
     assert set(calib.scales) == {"H", "O", "Na", "Cl"}
-    assert fit_charge_scales(calib.entries) == pytest.approx(calib.scales)
-    assert calib.scales["O"] == pytest.approx(1.236, abs=0.002)
+    assert fit_charge_scales(calib.entries, target) == pytest.approx(calib.scales)
+    assert calib.scales["O"] == pytest.approx(water, abs=0.002)
+    assert calib.scales["Na"] == pytest.approx(1.129, abs=0.002)
