@@ -3,8 +3,8 @@
 Stages (each writes into ``--out`` and is skipped when its output already exists, so an interrupted
 demo resumes):
 
-1. train a classifier on the embedded GFN2-xTB/D4-labelled frames, with the charges scaled by the
-   shipped ESP calibration (seeded split), evaluate on the held-out test split, print the table;
+1. train a classifier on the embedded GFN2-xTB/D4-labelled frames (seeded split), evaluate on the
+   held-out test split, print the table;
 2. export it to OpenMM and run a short NaCl(aq) MD with the polarff force, then print diffusion and
    conductivity estimates with error bars (when the simulation stage is available).
 """
@@ -17,11 +17,8 @@ import os
 import sys
 import time
 
-#: Fixed-term XML (forcefields/) whose radii were balanced against models of the embedded NaCl(aq) data
-#: with ESP-calibrated charges (docs/charge-calibration.md).
-EMBEDDED_DATA_FIXED_TERMS = "polarff_nacl_gfn2_esp_fixed_terms"
-#: GFN2-xTB → DFT ESP charge factors shipped with the package (polarff calibrate-charges).
-CHARGE_CALIBRATION = os.path.join(os.path.dirname(__file__), "data", "charge_calibration_b3lyp.json")
+#: Fixed-term XML (forcefields/) whose radii were balanced against models of the embedded NaCl(aq) data.
+EMBEDDED_DATA_FIXED_TERMS = "polarff_nacl_gfn2_fixed_terms"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,17 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         from polarff.fileio import write_json
         from polarff.model import FitConfig, fit
 
-        from polarff.esp import ChargeCalibration, apply_charge_scales
-
-        calib = ChargeCalibration.load(CHARGE_CALIBRATION)
-        frames = apply_charge_scales(frames, calib.scales, source=calib.source)
-        print("[demo] charge labels: GFN2-xTB × ESP factors " + " ".join(f"{k} {v:.3f}" for k, v in
-              sorted(calib.scales.items())) + f" ({calib.source}; docs/charge-calibration.md)", flush=True)
         cfg = FitConfig(epochs=args.epochs, seed=0)
         print(f"[demo] stage 1: training ({cfg.epochs} epochs, hidden {cfg.hidden}, {cfg.n_bins} classes)", flush=True)
         model, report = fit(frames, cfg, out_path=model_path)
-        # the Lennard-Jones radii balanced (docs/lj-rebalance.md) for models of the embedded data set with
-        # these charges, like the shipped forcefields/nacl_gfn2_esp.pff: create_system reads the model card
+        # the Lennard-Jones radii balanced (docs/lj-rebalance.md) for models of the embedded data set,
+        # like the shipped forcefields/nacl_gfn2.pff: create_system picks them up from the model card
         model.card["fixed_terms"] = EMBEDDED_DATA_FIXED_TERMS
         model.save(model_path)
         write_json(report_path, report)

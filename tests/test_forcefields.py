@@ -91,7 +91,8 @@ def test_fixed_terms_energy_is_the_baseline_without_coulomb():
     assert _energy(full, positions) - e_fixed < -100.0
 
 
-@pytest.mark.parametrize("name", ["polarff_nacl_gfn2_fixed_terms", "polarff_nacl_gfn2_esp_fixed_terms"])
+@pytest.mark.parametrize("name", ["polarff_nacl_gfn2_fixed_terms", "polarff_nacl_gfn2_esp_fixed_terms",
+                                  "polarff_nacl_gfn2_dipole_fixed_terms"])
 def test_rebalanced_nacl_fixed_terms_differ_from_tip3p_only_in_the_fitted_radii(name):
     """Rebalanced fixed terms: zero charges, TIP3P geometry and masses, new sigma for O and Cl only."""
     topology, positions, box = build_ion_box("NaCl", 2, 24, seed=1)
@@ -113,9 +114,11 @@ def test_model_card_names_its_fixed_terms():
     from polarff.artifact import load_model
     from polarff.openmm.system import model_fixed_terms
 
-    esp = load_model(forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "nacl_gfn2_esp.pff"))
-    assert model_fixed_terms(esp) == [forcefield_path("polarff_nacl_gfn2_esp_fixed_terms")]
-    assert "charge_scale" in esp.card["label_scaling"]
+    for variant in ("esp", "dipole"):
+        path = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", f"nacl_gfn2_{variant}.pff")
+        calibrated = load_model(path)
+        assert model_fixed_terms(calibrated) == [forcefield_path(f"polarff_nacl_gfn2_{variant}_fixed_terms")]
+        assert "charge_scale" in calibrated.card["label_scaling"]
     shipped = load_model(forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "nacl_gfn2.pff"))
     assert model_fixed_terms(shipped) == [forcefield_path("polarff_nacl_gfn2_fixed_terms")]
     shipped.card.pop("fixed_terms")
