@@ -694,9 +694,9 @@ def _base_atomic(entry: CalibrationEntry, base: str) -> np.ndarray:
 def apply_species_scales(frames: Sequence[Frame], scales: dict[str, float], *, source: str = "") -> list[Frame]:
     """Copies of ``frames`` with per-atom ``polarizabilities`` multiplied by the species factor.
 
-    The factors and their source are stored in each frame's metadata (``info['alpha_scale']``, e.g.
-    ``"H:0.95 O:0.95 Na:0.06 Cl:1.01"``, and ``info['alpha_scale_source']``), so they travel with the
-    data set's extxyz file.
+    The factors and their source are stored in each frame's metadata (``info['alpha_scale']``: all factors
+    of the calibration, e.g. ``"Cl:1.01 H:0.95 Na:0.06 O:0.95"``, the same for every frame, and
+    ``info['alpha_scale_source']``), so they travel with the data set's extxyz file and into the model card.
 
     Raises
     ------
@@ -719,7 +719,7 @@ def apply_species_scales(frames: Sequence[Frame], scales: dict[str, float], *, s
                              frame=f.info.get("index"), field="alpha_scale", expected="unscaled data",
                              found=g.info["alpha_scale"])
         g.labels["polarizabilities"] = g.labels["polarizabilities"] * np.array([scales[s] for s in g.symbols])
-        g.info["alpha_scale"] = " ".join(f"{s}:{scales[s]:.5g}" for s in sorted(set(g.symbols)))
+        g.info["alpha_scale"] = " ".join(f"{s}:{scales[s]:.5g}" for s in sorted(scales))  # the whole calibration
         g.info["alpha_scale_source"] = source
         out.append(g.validate())
     return out

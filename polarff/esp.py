@@ -6,9 +6,10 @@ monomer GFN2-xTB gives O −0.56 e, while charges fitted to the B3LYP/def2-SVPD 
 A polarizable model that puts population charges on the atoms under-binds the liquid (polarff water at
 the right density: −25 kJ/mol per molecule against −41.5 in experiment, ``docs/lj-rebalance.md``).
 
-This module derives one factor per *charge group* that maps GFN2-xTB charges onto DFT ESP charges of
-small clusters, and applies it to a labelled data set, so that a model trained on it keeps the GFN2
-environment dependence with ESP magnitudes:
+This module derives one factor per *charge group* that maps GFN2-xTB charges onto DFT ESP charges (or,
+for water, onto the DFT dipole moment) of small clusters, and applies it to a labelled data set, so that a
+model trained on it keeps the GFN2 environment dependence with DFT magnitudes. What that does to liquid
+water and to transport is measured in ``docs/charge-calibration.md``:
 
 * :func:`esp_grid`: Merz–Kollman-style points on shells at 1.4, 1.6, 1.8 and 2.0 × the van der Waals radii.
 * :func:`dft_esp_charges`: pyscf Kohn–Sham density → exact ESP on the grid → least-squares atomic charges
@@ -16,14 +17,16 @@ environment dependence with ESP magnitudes:
   exposed to the grid).
 * :func:`calibrate_charges`: the calibration set (water monomer, ion(H₂O)ₙ from
   :func:`polarff.clusters.calibration_clusters`), GFN2-xTB and DFT ESP charges, resumable JSON.
-* :func:`fit_charge_scales`: one least-squares factor s per group, q_ESP ≈ s · q_GFN2.
+* :func:`fit_charge_scales`: one factor s per group.
 
-  - **Water (H and O, one factor, so molecules stay neutral)**: from isolated water molecules only. In a
-    water cluster the ESP charges also carry the cluster's own induced polarization; polarff adds induction
-    explicitly (Thole), so its charges must be those of the unpolarized molecule, or induction is counted
-    twice. (The dimer's ESP charges are 10 % larger than the monomer's.)
-  - **Each ion**: from the ion's charge in ion(H₂O)ₙ, n ≥ 1 (the bare ion is ±1 by construction and
-    carries no information).
+  - **Water (H and O, one factor, so molecules stay neutral)**: from isolated water molecules only, either
+    by least squares q_ESP ≈ s · q_GFN2 (``water_target="esp"``) or so that the scaled charges carry the
+    DFT dipole moment (``"dipole"``). In a water cluster the ESP charges also carry the cluster's own
+    induced polarization; polarff adds induction explicitly (Thole), so its charges must be those of the
+    unpolarized molecule, or induction is counted twice. (The dimer's ESP charges are 11 % larger than
+    the monomer's.)
+  - **Each ion**: least squares from the ion's charge in ion(H₂O)ₙ, n ≥ 1 (the bare ion is ±1 by
+    construction and carries no information).
 * :func:`apply_charge_scales`: per-atom ``charges`` × factor of the species, then the frame's excess over
   its total charge is removed uniformly, so Σq stays exact. The factors and their source are stored
   in the frame metadata (``info['charge_scale']``), so they travel with the extxyz file and into the
@@ -210,7 +213,8 @@ class ChargeEntry:
 
 @dataclass
 class ChargeCalibration:
-    """GFN2-xTB → DFT ESP charge factors from small clusters (see :func:`calibrate_charges`)."""
+    """GFN2-xTB → DFT charge factors from small clusters (see :func:`calibrate_charges`); ``water_target``
+    says what the water factor reproduces (:func:`fit_charge_scales`)."""
 
     method: str
     entries: list[ChargeEntry] = field(default_factory=list)
@@ -355,8 +359,9 @@ def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp")
 def apply_charge_scales(frames: Sequence[Frame], scales: dict[str, float], *, source: str = "") -> list[Frame]:
     """Copies of ``frames`` with ``charges`` × the species factor, re-neutralized to the total charge.
 
-    The residual Σ s_i q_i − Q is removed uniformly over the frame's atoms (it is the GFN2 charge
-    transfer between differently scaled groups; for 1 NaCl in 64 waters about 0.02 e per frame in all).
+    The residual Σ s_i q_i − Q is removed uniformly over the frame's atoms. It comes from the GFN2 charge
+    transfer between groups with different factors: with the shipped factors, the embedded NaCl(aq)
+    frames have about 0.18 e per NaCl pair in 64 waters, i.e. 0.001–0.003 e per atom.
     ``info['charge_scale']`` (all factors of the calibration, e.g. ``"Cl:0.94 H:1.24 Na:1.13 O:1.24"``, the
     same for every frame) and ``info['charge_scale_source']`` record what was applied.
 
