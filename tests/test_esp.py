@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from polarff.clusters import water_monomer
-from polarff.data import Frame
 from polarff.errors import ConfigError, InputError
 from polarff.esp import (VDW_RADII_A, ChargeCalibration, ChargeEntry, apply_charge_scales, esp_grid,
                          fit_charge_scales, fit_esp_charges, molecular_dipole_debye)
