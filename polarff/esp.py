@@ -51,7 +51,7 @@ import numpy as np
 from polarff.data import Frame
 from polarff.errors import ConfigError, InputError
 from polarff.fileio import write_json
-from polarff.label import BOHR_A, LabelError
+from polarff.label import BOHR_A, LabelError, gfn2_charges
 
 #: Bondi van der Waals radii (Å) used to place the ESP grid (Na: 2.27, Cl: 1.75).
 VDW_RADII_A = {"H": 1.20, "Li": 1.82, "C": 1.70, "N": 1.55, "O": 1.52, "F": 1.47, "Na": 2.27, "K": 2.75,
@@ -187,14 +187,6 @@ def dft_esp_charges(frame: Frame, *, xc: str = "b3lyp", basis: str = "def2-svpd"
                       f"shells {'/'.join(map(str, ESP_SHELLS))} × R_vdW", time.perf_counter() - start)
 
 
-def gfn2_charges(frame: Frame) -> np.ndarray:
-    """GFN2-xTB (tblite) charges of a non-periodic cluster (e), shifted to sum to its total charge."""
-    from polarff.clusters import gfn2_response
-
-    q = np.asarray(gfn2_response(frame).charges, dtype=np.float64)
-    return q - (q.sum() - frame.total_charge) / frame.n_atoms
-
-
 # ------------------------------------------------------------------------------------ calibration
 @dataclass
 class ChargeEntry:
@@ -293,7 +285,7 @@ def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.Path
         if any(e.name == name and np.allclose(e.positions, frame.positions, atol=1e-6) for e in calib.entries):
             continue
         esp = dft_esp_charges(frame, xc=xc, basis=basis, threads=threads)
-        gfn2 = gfn2_charges(frame)
+        gfn2 = gfn2_charges(frame, accuracy=0.01)  # as tight as the cluster response labels
         calib.entries = [e for e in calib.entries if e.name != name] + [ChargeEntry(
             name, list(frame.symbols), frame.positions.tolist(), float(frame.total_charge), gfn2.tolist(),
             esp.charges.tolist(), esp.relative_rms, esp.dipole_debye, esp.seconds)]

@@ -39,7 +39,8 @@ def test_esp_fit_recovers_point_charges_from_their_own_potential():
 
 def test_dft_esp_charges_of_water_are_symmetric_neutral_and_larger_than_gfn2():
     pytest.importorskip("pyscf")
-    from polarff.esp import dft_esp_charges, gfn2_charges
+    from polarff.esp import dft_esp_charges
+    from polarff.label import gfn2_charges
 
     w = water_monomer()
     esp = dft_esp_charges(w)
