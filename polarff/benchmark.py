@@ -1008,8 +1008,9 @@ def _report_assessment(results, runs) -> list[str]:
     polarff_run = runs.get("polarff-nacl")
     fixed_terms = os.path.basename(getattr(polarff_run, "fixed_terms", None) or "polarff_fixed_terms")
     model_path = getattr(polarff_run, "model", None)
-    charge_scaled = bool(model_path and os.path.exists(model_path)
-                         and "charge_scale" in read_card(model_path).get("label_scaling", {}))
+    charge_scale = (read_card(model_path).get("label_scaling", {}).get("charge_scale")
+                    if model_path and os.path.exists(model_path) else None)
+    water_fixed = bool(charge_scale and "water: fixed factor" in charge_scale.get("source", ""))
     lengths = sorted({f"{t['length_ps']:.0f}" for t in results["transport"].values()}, key=float)
     t = results["transport"].get("polarff-nacl")
     salt = t or next(iter(results["transport"].values()))
@@ -1042,9 +1043,14 @@ def _report_assessment(results, runs) -> list[str]:
               "is as large as the differences between models.",
               "- **Reference labels.** The polarff charges are learned from GFN2-xTB (Mulliken-type) partial "
               + ("charges scaled per species to DFT electrostatic-potential charges of small clusters "
-                 "(docs/charge-calibration.md)" if charge_scaled else "charges")
-              + " and D4 (water) or literature (ion) polarizabilities, not fitted to transport or to experimental liquid "
-              "properties. " + (
+                 "(docs/charge-calibration.md)" if charge_scale and not water_fixed else
+                 "charges, the ions' scaled to DFT electrostatic-potential charges of small clusters and the "
+                 "water's by a factor set by hand (" + charge_scale["source"].rsplit("fixed factor ", 1)[-1]
+                 + "; docs/charge-calibration.md says how it was chosen)" if water_fixed else "charges")
+              + " and D4 (water) or literature (ion) polarizabilities, "
+              + ("not fitted to transport or to experimental liquid properties. " if not water_fixed else
+                 "fitted to nothing else. A hand-set water factor is a fitted parameter: the properties it was "
+                 "chosen to match are not predictions. ") + (
                   "The Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted together with "
                   "fixed TIP3P charges; nothing re-balances them for the new electrostatics."
                   if fixed_terms.startswith("polarff_fixed_terms") else

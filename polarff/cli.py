@@ -140,6 +140,9 @@ class CalibrateCharges(Command):
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--water-target", default="esp", choices=["esp", "dipole"],
                        help="water factor from the monomer's ESP charges (default) or its DFT dipole moment")
+        p.add_argument("--water-factor", type=float, metavar="S",
+                       help="use this water factor instead of fitting one (recorded as 'fixed'); "
+                            "the ion factors are still fitted")
         p.add_argument("--apply", help="labelled data set whose GFN2 charges to scale")
         p.add_argument("--scaled", help="where to write the scaled data set (with --apply)")
 
@@ -151,9 +154,13 @@ class CalibrateCharges(Command):
 
         if args.apply and not args.scaled:
             raise ConfigError("--apply needs --scaled OUTPUT.xyz")
+        if args.water_factor is not None and args.water_target != "esp":
+            raise ConfigError("--water-factor fixes the water factor; it cannot be combined with --water-target")
         frames = [f for path in args.frames for f in read_frames(path)[:1]]
         calib = calibrate_charges(calibration_clusters(frames, args.max_waters), args.output, xc=args.xc,
-                                  basis=args.basis, threads=args.threads, water_target=args.water_target)
+                                  basis=args.basis, threads=args.threads,
+                                  water_target="fixed" if args.water_factor is not None else args.water_target,
+                                  water_factor=args.water_factor)
         for row in calib.summary():
             print(f"{row['name']:12s} {row['species']:2s}  q GFN2 {row['gfn2']:+.3f}  ESP {row['esp']:+.3f}  "
                   f"scaled GFN2 {row.get('gfn2_scaled', float('nan')):+.3f} e")

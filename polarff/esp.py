@@ -212,20 +212,23 @@ class ChargeCalibration:
     entries: list[ChargeEntry] = field(default_factory=list)
     scales: dict[str, float] = field(default_factory=dict)
     water_target: str = "esp"
+    water_factor: float | None = None
 
     @property
     def source(self) -> str:
         """What the factors map onto, for the frames' metadata and the model card."""
+        if self.water_target == "fixed":
+            return f"{self.method}; water: fixed factor {self.water_factor:g}"
         return self.method + ("" if self.water_target == "esp" else f"; water: {self.water_target}")
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "water_target": self.water_target, "scales": self.scales,
-                "entries": [asdict(e) for e in self.entries], "summary": self.summary()}
+        return {"method": self.method, "water_target": self.water_target, "water_factor": self.water_factor,
+                "scales": self.scales, "entries": [asdict(e) for e in self.entries], "summary": self.summary()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChargeCalibration":
         return cls(d["method"], [ChargeEntry(**e) for e in d.get("entries", [])], d.get("scales", {}),
-                   d.get("water_target", "esp"))
+                   d.get("water_target", "esp"), d.get("water_factor"))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ChargeCalibration":
@@ -258,7 +261,8 @@ class ChargeCalibration:
 
 def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.PathLike | None = None, *,
                       xc: str = "b3lyp", basis: str = "def2-svpd", threads: int = 1,
-                      water_target: str = "esp", progress: bool = True) -> ChargeCalibration:
+                      water_target: str = "esp", water_factor: float | None = None,
+                      progress: bool = True) -> ChargeCalibration:
     """GFN2-xTB and DFT ESP charges of calibration clusters, and the factors; resumable.
 
     After each cluster the calibration is written to ``path`` (JSON, atomically); a rerun skips clusters
@@ -270,13 +274,17 @@ def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.Path
         E.g. :func:`polarff.clusters.calibration_clusters` (water monomer, dimer, bare ions, ion(H₂O)ₙ).
     path : path-like, optional
     xc, basis, threads : DFT settings (see :func:`dft_esp_charges`).
-    water_target : {"esp", "dipole"}
+    water_target : {"esp", "dipole", "fixed"}
         What the water factor reproduces (see :func:`fit_charge_scales`).
+    water_factor : float, optional
+        The water factor itself, with ``water_target="fixed"``.
     progress : bool
         One line per cluster on stderr.
     """
     method = f"{xc.upper()}/{basis} (pyscf) ESP"
-    calib = ChargeCalibration(method, water_target=water_target)
+    calib = ChargeCalibration(method, water_target=water_target,
+                              water_factor=water_factor if water_target == "fixed" else None)
+    _check_water_target(water_target, water_factor)
     if path is not None and Path(path).exists():
         old = ChargeCalibration.load(path)
         if old.method == method:
@@ -295,7 +303,7 @@ def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.Path
                   + f"  fit rms {esp.relative_rms:.3f}  {esp.seconds:.1f} s", file=sys.stderr, flush=True)
         if path is not None:
             calib.save(path)
-    calib.scales = fit_charge_scales(calib.entries, water_target)
+    calib.scales = fit_charge_scales(calib.entries, water_target, water_factor)
     if path is not None:
         calib.save(path)
     return calib
@@ -305,7 +313,18 @@ def _is_water(entry: ChargeEntry) -> bool:
     return sorted(entry.symbols) == ["H", "H", "O"]
 
 
-def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp") -> dict[str, float]:
+def _check_water_target(water_target: str, water_factor: float | None) -> None:
+    if water_target not in ("esp", "dipole", "fixed"):
+        raise ConfigError(f"water_target must be 'esp', 'dipole' or 'fixed', found {water_target!r}")
+    if (water_target == "fixed") != (water_factor is not None):
+        raise ConfigError("a water factor is given exactly when water_target is 'fixed' "
+                          f"(found water_target={water_target!r}, water_factor={water_factor!r})")
+    if water_factor is not None and not 0.5 <= water_factor <= 2.0:
+        raise ConfigError(f"water factor must lie in [0.5, 2], found {water_factor}")
+
+
+def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp",
+                      water_factor: float | None = None) -> dict[str, float]:
     """Factors s that scale GFN2-xTB charges, one per charge group (see the module docstring).
 
     Each ion X: least squares q_ESP ≈ s · q_GFN2 over its own charge in the clusters that contain X and
@@ -315,18 +334,20 @@ def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp")
     * ``water_target="dipole"``: s = |μ_DFT| / |Σ q_GFN2 r|, so that the scaled charges carry the DFT dipole
       moment of the molecule (the choice of permanent moments that AMOEBA-type models make; three ESP
       charges overshoot the dipole because they also stand in for the quadrupole).
+    * ``water_target="fixed"``: s = ``water_factor``, chosen by the user (the ions are still fitted).
 
     Raises
     ------
     ConfigError
         If a species present in the entries has no cluster to fit its factor from.
     """
-    if water_target not in ("esp", "dipole"):
-        raise ConfigError(f"water_target must be 'esp' or 'dipole', found {water_target!r}")
+    _check_water_target(water_target, water_factor)
     pairs: dict[str, list[tuple[float, float]]] = {}
     for e in entries:
         gfn2, esp = np.asarray(e.charges_gfn2), np.asarray(e.charges_esp)
-        if _is_water(e) and water_target == "dipole":
+        if _is_water(e) and water_target == "fixed":
+            pairs.setdefault("water", []).append((1.0, water_factor))
+        elif _is_water(e) and water_target == "dipole":
             gfn2_dipole = molecular_dipole_debye(e.symbols, np.asarray(e.positions), gfn2)
             pairs.setdefault("water", []).append((gfn2_dipole, e.dipole_dft_debye))
         elif _is_water(e):

@@ -91,6 +91,20 @@ def test_dipole_target_makes_the_scaled_water_carry_the_dft_dipole():
     assert scales["H"] == scales["O"] and scales["Na"] == pytest.approx(1.1)
 
 
+def test_fixed_water_factor_keeps_the_fitted_ion_factors_and_is_recorded(tmp_path):
+    entries = [_entry("H2O", "OHH", [-0.5, 0.25, 0.25], [-0.6, 0.3, 0.3]),
+               _entry("Na+(H2O)1", ["Na", "O", "H", "H"], [0.8, -0.5, 0.35, 0.35], [0.88, -0.8, 0.46, 0.46])]
+    scales = fit_charge_scales(entries, "fixed", 1.11)
+    assert scales["O"] == scales["H"] == pytest.approx(1.11, rel=1e-12) and scales["Na"] == pytest.approx(1.1)
+    for target, factor in [("fixed", None), ("esp", 1.11), ("fixed", 3.0)]:
+        with pytest.raises(ConfigError, match="water"):
+            fit_charge_scales(entries, target, factor)
+    calib = ChargeCalibration("test", entries, scales, "fixed", 1.11)
+    calib.save(tmp_path / "c.json")
+    back = ChargeCalibration.load(tmp_path / "c.json")
+    assert back.water_factor == 1.11 and back.source == "test; water: fixed factor 1.11"
+
+
 def test_applied_scales_keep_the_total_charge_exact_and_travel_with_the_file(tmp_path):
     from polarff.io import read_frames, write_frames
 
@@ -140,13 +154,14 @@ def test_calibration_file_round_trip_and_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("name, target, water", [("charge_calibration_b3lyp.json", "esp", 1.236),
-                                                  ("charge_calibration_b3lyp_dipole.json", "dipole", 1.191)])
+                                                  ("charge_calibration_b3lyp_dipole.json", "dipole", 1.191),
+                                                  ("charge_calibration_b3lyp_water1.11.json", "fixed", 1.11)])
 def test_shipped_calibrations_hold_the_measured_factors(name, target, water):
     from importlib.resources import files
 
     calib = ChargeCalibration.load(files("polarff") / "data" / name)
     assert calib.method == "B3LYP/def2-svpd (pyscf) ESP" and calib.water_target == target
     assert set(calib.scales) == {"H", "O", "Na", "Cl"}
-    assert fit_charge_scales(calib.entries, target) == pytest.approx(calib.scales)
+    assert fit_charge_scales(calib.entries, target, calib.water_factor) == pytest.approx(calib.scales)
     assert calib.scales["O"] == pytest.approx(water, abs=0.002)
     assert calib.scales["Na"] == pytest.approx(1.129, abs=0.002)

@@ -92,7 +92,7 @@ def test_fixed_terms_energy_is_the_baseline_without_coulomb():
 
 
 @pytest.mark.parametrize("name", ["polarff_nacl_gfn2_fixed_terms", "polarff_nacl_gfn2_esp_fixed_terms",
-                                  "polarff_nacl_gfn2_dipole_fixed_terms"])
+                                  "polarff_nacl_gfn2_dipole_fixed_terms", "polarff_nacl_gfn2_water111_fixed_terms"])
 def test_rebalanced_nacl_fixed_terms_differ_from_tip3p_only_in_the_fitted_radii(name):
     """Rebalanced fixed terms: zero charges, TIP3P geometry and masses, new sigma for O and Cl only."""
     topology, positions, box = build_ion_box("NaCl", 2, 24, seed=1)
@@ -114,7 +114,7 @@ def test_model_card_names_its_fixed_terms():
     from polarff.artifact import load_model
     from polarff.openmm.system import model_fixed_terms
 
-    for variant in ("esp", "dipole"):
+    for variant in ("esp", "dipole", "water111"):
         path = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", f"nacl_gfn2_{variant}.pff")
         calibrated = load_model(path)
         assert model_fixed_terms(calibrated) == [forcefield_path(f"polarff_nacl_gfn2_{variant}_fixed_terms")]
