@@ -1000,6 +1000,24 @@ def _report_model(cfg, results) -> list[str]:
     return lines + [""]
 
 
+def _labels_sentence(charge_scale: dict | None) -> str:
+    """Where the polarff charge labels come from, from the model card's ``label_scaling.charge_scale``."""
+    start = "The polarff charges are learned from GFN2-xTB (Mulliken-type) partial charges"
+    rest = " and D4 (water) or literature (ion) polarizabilities"
+    if charge_scale is None:
+        return start + rest + ", not fitted to transport or to experimental liquid properties."
+    source = charge_scale.get("source", "")
+    if "water: fixed factor" not in source:
+        return (start + " scaled per species to DFT electrostatic-potential charges of small clusters "
+                "(docs/charge-calibration.md)" + rest + ", not fitted to transport or to experimental liquid "
+                "properties.")
+    factor = source.rsplit("fixed factor ", 1)[-1]
+    return (start + ", the ions' scaled to DFT electrostatic-potential charges of small clusters and the water's "
+            f"by a factor set by hand ({factor}; docs/charge-calibration.md says how it was chosen)" + rest
+            + ". A hand-set water factor is a fitted parameter: the properties it was chosen to match are not "
+            "predictions.")
+
+
 def _report_assessment(results, runs) -> list[str]:
     from polarff.analysis.structure import WATER_COHESIVE_ENERGY_KJ_MOL
     from polarff.artifact import read_card
@@ -1010,7 +1028,6 @@ def _report_assessment(results, runs) -> list[str]:
     model_path = getattr(polarff_run, "model", None)
     charge_scale = (read_card(model_path).get("label_scaling", {}).get("charge_scale")
                     if model_path and os.path.exists(model_path) else None)
-    water_fixed = bool(charge_scale and "water: fixed factor" in charge_scale.get("source", ""))
     lengths = sorted({f"{t['length_ps']:.0f}" for t in results["transport"].values()}, key=float)
     t = results["transport"].get("polarff-nacl")
     salt = t or next(iter(results["transport"].values()))
@@ -1041,16 +1058,7 @@ def _report_assessment(results, runs) -> list[str]:
               f"- **Box size.** {n_pairs} ion pair(s) in {n_waters} waters: D(Na+) and D(Cl−) average over "
               f"{n_pairs} ion(s) each, and the Yeh–Hummer correction ({fmt(yh)}e-9 m²/s at L = {fmt(box, None, 3)} nm) "
               "is as large as the differences between models.",
-              "- **Reference labels.** The polarff charges are learned from GFN2-xTB (Mulliken-type) partial "
-              + ("charges scaled per species to DFT electrostatic-potential charges of small clusters "
-                 "(docs/charge-calibration.md)" if charge_scale and not water_fixed else
-                 "charges, the ions' scaled to DFT electrostatic-potential charges of small clusters and the "
-                 "water's by a factor set by hand (" + charge_scale["source"].rsplit("fixed factor ", 1)[-1]
-                 + "; docs/charge-calibration.md says how it was chosen)" if water_fixed else "charges")
-              + " and D4 (water) or literature (ion) polarizabilities, "
-              + ("not fitted to transport or to experimental liquid properties. " if not water_fixed else
-                 "fitted to nothing else. A hand-set water factor is a fitted parameter: the properties it was "
-                 "chosen to match are not predictions. ") + (
+              "- **Reference labels.** " + _labels_sentence(charge_scale) + " " + (
                   "The Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted together with "
                   "fixed TIP3P charges; nothing re-balances them for the new electrostatics."
                   if fixed_terms.startswith("polarff_fixed_terms") else

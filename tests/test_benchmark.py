@@ -168,3 +168,12 @@ def test_benchmark_cli_errors(tmp_path, capsys):
 
     assert main(["benchmark", str(tmp_path / "missing.pff"), "-o", str(tmp_path / "b")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_report_never_calls_a_hand_set_water_factor_a_prediction():
+    from polarff.benchmark import _labels_sentence
+
+    calibrated = _labels_sentence({"source": "B3LYP/def2-svpd (pyscf) ESP; water: dipole"})
+    hand_set = _labels_sentence({"source": "B3LYP/def2-svpd (pyscf) ESP; water: fixed factor 1.11"})
+    assert "not fitted to transport" in _labels_sentence(None) and "not fitted to transport" in calibrated
+    assert "not fitted to transport" not in hand_set and "1.11" in hand_set and "fitted parameter" in hand_set
