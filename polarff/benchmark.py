@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -242,6 +243,62 @@ def agreement(value: float, error: float, reference: float, target: float = TARG
     if abs(value - reference) - 2 * error > window:
         return f"{100 * deviation:+.0f} %: outside {100 * target:.0f} % (> 2σ)"
     return f"{100 * deviation:+.0f} %: undetermined (error bar ±{100 * error / abs(reference):.0f} %)"
+
+
+def combine_replicas(transports: Sequence[dict]) -> dict:
+    """Transport estimates of independent replicas of one run (same model and composition) combined.
+
+    Each replica's estimate counts equally (the runs have the same length; weighting by the block error
+    bars, which are themselves uncertain by ~40 % with 5 blocks, would favour the replicas whose errors
+    happen to come out small): value = mean, error = √(Σ errorᵢ²) / n.
+
+    Parameters
+    ----------
+    transports : sequence of dict
+        ``results["transport"][run]`` of each replica (:func:`analyze_transport`; results.json of
+        ``polarff benchmark``).
+
+    Returns
+    -------
+    dict
+        ``{"n_replicas", "length_ps" (total), "diffusion": {species: {"replicas", "corrected", "error",
+        "experiment"}}, "conductivity": {"molar_conductivity" | "molar_conductivity_formal": {...},
+        "experiment"}}``; D in 1e-9 m²/s, Λ in S cm² mol⁻¹.
+
+    Raises
+    ------
+    ConfigError
+        If there are no replicas or they differ in species or composition.
+    """
+    if not transports:
+        raise ConfigError("combine_replicas: no replicas given")
+    first = transports[0]
+    for t in transports[1:]:
+        for key in ("n_waters", "n_pairs"):
+            if t[key] != first[key]:
+                raise ConfigError(f"combine_replicas: replicas differ in {key} (expected {first[key]}, found "
+                                  f"{t[key]})")
+        if set(t["diffusion"]) != set(first["diffusion"]):
+            raise ConfigError(f"combine_replicas: replicas differ in species (expected {sorted(first['diffusion'])}, "
+                              f"found {sorted(t['diffusion'])})")
+
+    def combined(pairs: list[tuple[float, float]]) -> dict:
+        values, errors = np.array(pairs, dtype=float).T
+        return {"replicas": [[float(v), float(e)] for v, e in pairs], "value": float(values.mean()),
+                "error": float(np.sqrt(np.sum(errors ** 2)) / len(pairs))}
+
+    out = {"n_replicas": len(transports), "length_ps": float(sum(t["length_ps"] for t in transports)),
+           "diffusion": {}, "conductivity": {}}
+    for species in first["diffusion"]:
+        d = combined([(t["diffusion"][species]["corrected"], t["diffusion"][species]["error"])
+                      for t in transports])
+        out["diffusion"][species] = {**d, "experiment": first["diffusion"][species]["experiment"]}
+    if all("conductivity" in t for t in transports):
+        for key in ("molar_conductivity", "molar_conductivity_formal"):
+            out["conductivity"][key] = combined([(t["conductivity"][key]["value"], t["conductivity"][key]["error"])
+                                                 for t in transports])
+        out["conductivity"]["experiment"] = first["conductivity"]["experiment"]["molar_conductivity"]
+    return out
 
 
 def format_transport(summary: dict, title: str = "transport") -> str:

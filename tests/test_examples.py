@@ -104,3 +104,40 @@ def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, t
     assert 0.5 < r["permanent"] < 3.5 and 0.0 < r["induced"] < r["permanent"]
     # per molecule ||p| - |i|| <= |p + i| <= |p| + |i|, so the means obey the same bounds
     assert abs(r["permanent"] - r["induced"]) - 1e-9 <= r["total"] <= r["permanent"] + r["induced"] + 1e-9
+
+
+def _transport(d_water, err, lam, n_waters=64):
+    experiment = {"value": 2.3}
+    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": 1,
+            "diffusion": {"H2O": {"corrected": d_water, "error": err, "experiment": experiment}},
+            "conductivity": {"molar_conductivity": {"value": lam, "error": 10.0},
+                             "molar_conductivity_formal": {"value": lam + 5, "error": 20.0},
+                             "experiment": {"molar_conductivity": {"value": 88.0}}}}
+
+
+def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
+    import json
+
+    from polarff.benchmark import combine_replicas
+    from polarff.errors import ConfigError
+
+    combined = combine_replicas([_transport(2.0, 0.3, 80.0), _transport(2.4, 0.4, 90.0)])
+    assert combined["n_replicas"] == 2 and combined["length_ps"] == 200.0
+    assert combined["diffusion"]["H2O"]["value"] == pytest.approx(2.2)
+    assert combined["diffusion"]["H2O"]["error"] == pytest.approx(0.25)  # sqrt(0.09 + 0.16) / 2
+    assert combined["conductivity"]["molar_conductivity"]["value"] == pytest.approx(85.0)
+    assert combined["conductivity"]["molar_conductivity_formal"]["error"] == pytest.approx(np.sqrt(800) / 2)
+    with pytest.raises(ConfigError, match="n_waters"):
+        combine_replicas([_transport(2.0, 0.3, 80.0), _transport(2.0, 0.3, 80.0, n_waters=128)])
+    with pytest.raises(ConfigError, match="no replicas"):
+        combine_replicas([])
+
+    example = load("combine_replicas")
+    for i, d in enumerate((2.0, 2.4)):
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "results.json").write_text(json.dumps({"transport": {"polarff-nacl": _transport(d, 0.3, 85.0)}}))
+    assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 0
+    out = capsys.readouterr().out
+    assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 2.30 | -4 %: within 15 % |" in out
+    assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
+    assert "missing/results.json" in capsys.readouterr().out

@@ -1,0 +1,82 @@
+"""Combine the polarff transport estimates of independent ``polarff benchmark`` replicas (other seeds).
+
+A 2-core machine runs one long benchmark per core; each replica is a separate output folder with its own
+``results.json``. This script prints one markdown table: every replica's D (Yeh–Hummer corrected) and
+molar conductivity, and their combination (:func:`polarff.benchmark.combine_replicas`: equal weights,
+error √(Σ errorᵢ²)/n), each against experiment with the 15 % verdict of the benchmark report.
+
+Example (docs/charge-calibration.md)::
+
+    python examples/combine_replicas.py build/benchmark-water111 build/benchmark-water111-seed8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from polarff.benchmark import agreement, combine_replicas, fmt
+from polarff.errors import ConfigError, InputError
+
+
+def read_transport(folder: str, run: str) -> dict:
+    """``results["transport"][run]`` of one benchmark output folder."""
+    path = Path(folder) / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the benchmark results: {exc}", file=str(path), field="transport",
+                         expected="results.json written by polarff benchmark", found=type(exc).__name__) from None
+    runs = results.get("transport", {})
+    if run not in runs:
+        raise InputError("run not in the benchmark results", file=str(path), field=f"transport.{run}",
+                         expected=run, found=", ".join(sorted(runs)) or "no runs")
+    return runs[run]
+
+
+def run_model(folder: str, run: str) -> str | None:
+    """Model file the run used (its run record), or None for a run without a polarff model."""
+    path = Path(folder) / "runs" / run / "run.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("config", {}).get("model")
+
+
+def table(folders: list[str], run: str) -> str:
+    """Markdown table: one row per quantity, one column per replica, then the combination."""
+    transports = [read_transport(f, run) for f in folders]
+    models = {f: run_model(f, run) for f in folders}
+    if len(set(models.values())) > 1:
+        raise InputError("replicas of different models", file=", ".join(folders), field=f"runs/{run}/run.json config.model",
+                         expected="one model", found="; ".join(f"{f}: {m}" for f, m in models.items()))
+    combined = combine_replicas(transports)
+    head = ["quantity", *[f"{Path(f).name} ({t['length_ps']:.0f} ps)" for f, t in zip(folders, transports)],
+            f"combined ({combined['length_ps']:.0f} ps)", "experiment", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = [(f"D({s}) (1e-9 m²/s)", d, d["experiment"]["value"]) for s, d in combined["diffusion"].items()]
+    names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges"}
+    experiment = combined["conductivity"].get("experiment", {}).get("value")
+    rows += [(names[k], combined["conductivity"][k], experiment) for k in names if k in combined["conductivity"]]
+    for label, c, reference in rows:
+        cells = [fmt(v, e) for v, e in c["replicas"]] + [fmt(c["value"], c["error"]), fmt(reference),
+                                                          agreement(c["value"], c["error"], reference)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", help="polarff benchmark output folders (each with results.json)")
+    parser.add_argument("--run", default="polarff-nacl", help="run to combine (default polarff-nacl)")
+    args = parser.parse_args(argv)
+    try:
+        print(table(args.folders, args.run))
+    except (InputError, ConfigError) as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
