@@ -24,7 +24,7 @@ water and to transport is measured in ``docs/charge-calibration.md``:
     DFT dipole moment (``"dipole"``). In a water cluster the ESP charges also carry the cluster's own
     induced polarization; polarff adds induction explicitly (Thole), so its charges must be those of the
     unpolarized molecule, or induction is counted twice. (The dimer's ESP charges are 11 % larger than
-    the monomer's.)
+    the monomer's.) Or a factor the user sets (``"fixed"``, ``water_factor``), recorded as such.
   - **Each ion**: least squares from the ion's charge in ion(H₂O)ₙ, n ≥ 1 (the bare ion is ±1 by
     construction and carries no information).
 * :func:`apply_charge_scales`: per-atom ``charges`` × factor of the species, then the frame's excess over
@@ -282,9 +282,8 @@ def calibrate_charges(clusters: Sequence[tuple[str, Frame]], path: str | os.Path
         One line per cluster on stderr.
     """
     method = f"{xc.upper()}/{basis} (pyscf) ESP"
-    calib = ChargeCalibration(method, water_target=water_target,
-                              water_factor=water_factor if water_target == "fixed" else None)
     _check_water_target(water_target, water_factor)
+    calib = ChargeCalibration(method, water_target=water_target, water_factor=water_factor)
     if path is not None and Path(path).exists():
         old = ChargeCalibration.load(path)
         if old.method == method:
@@ -346,8 +345,8 @@ def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp",
     for e in entries:
         gfn2, esp = np.asarray(e.charges_gfn2), np.asarray(e.charges_esp)
         if _is_water(e) and water_target == "fixed":
-            pairs.setdefault("water", []).append((1.0, water_factor))
-        elif _is_water(e) and water_target == "dipole":
+            continue  # set below
+        if _is_water(e) and water_target == "dipole":
             gfn2_dipole = molecular_dipole_debye(e.symbols, np.asarray(e.positions), gfn2)
             pairs.setdefault("water", []).append((gfn2_dipole, e.dipole_dft_debye))
         elif _is_water(e):
@@ -362,6 +361,8 @@ def fit_charge_scales(entries: Sequence[ChargeEntry], water_target: str = "esp",
         factor = float(g @ q / (g @ g))
         for s in (WATER_GROUP if group == "water" else (group,)):
             scales[s] = factor
+    if water_target == "fixed":
+        scales.update({s: float(water_factor) for s in WATER_GROUP})
     missing = sorted({s for e in entries for s in e.symbols} - set(scales))
     if missing:
         raise ConfigError(f"no calibration cluster fixes the charge factor of {missing}: add an isolated water "
