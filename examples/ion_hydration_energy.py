@@ -56,21 +56,24 @@ def hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[str, tu
     return out
 
 
-def force_split(run_dir: str, model_path: str, n_frames: int, cutoff_nm: float) -> dict[str, tuple[float, float]]:
-    """RMS force per atom of each species (kJ/mol/nm) on ``n_frames`` frames: (charges and α held fixed,
-    from their gradients)."""
+def force_split(run_dir: str, n_frames: int) -> dict[str, tuple[float, float]]:
+    """RMS force per atom of each species (kJ/mol/nm) on ``n_frames`` frames of a polarff run: (charges and
+    α held fixed, from their gradients); the potential is built as the run built it."""
+    import json
+
     import torch
 
     from polarff.artifact import load_model
-    from polarff.openmm.potential import PolarffPotential
-    from polarff.openmm.system import intramolecular_pairs, topology_symbols
+    from polarff.openmm.system import build_potential, topology_symbols
     from polarff.simulate import load_trajectory, read_pdb
 
+    config = json.loads((Path(run_dir) / "run.json").read_text())["config"]
     traj = load_trajectory(run_dir)
     topology, _, _ = read_pdb(str(Path(run_dir) / "start.pdb"))
     symbols = np.array(topology_symbols(topology))
-    potential = PolarffPotential(load_model(model_path), list(symbols), intramolecular_pairs(topology), True, 0.0,
-                                 None, {"cutoff_nm": cutoff_nm})
+    cutoff = config["cutoff_nm"]  # as create_system sets them
+    options = {"cutoff_nm": cutoff, "induction_cutoff_nm": min(cutoff, 0.9), **(config.get("electrostatics") or {})}
+    potential = build_potential(load_model(config["model"]), topology, electrostatics=options)
     rms: dict[str, list] = {s: [] for s in dict.fromkeys(symbols)}
     for k in np.linspace(0, len(traj["positions"]) - 1, n_frames).astype(int):
         pos = torch.tensor(traj["positions"][k], dtype=torch.float64, requires_grad=True)
@@ -86,8 +89,6 @@ def force_split(run_dir: str, model_path: str, n_frames: int, cutoff_nm: float) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import json
-
     from polarff.simulate import load_trajectory
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (value, error) in result.items():
         print(f"  {name:10s} {value:8.1f} ± {error:4.1f}")
     if args.forces:
-        record = json.loads((runs / args.salt / "run.json").read_text())["config"]
-        split = force_split(str(runs / args.salt), record["model"], args.forces, record["cutoff_nm"])
+        split = force_split(str(runs / args.salt), args.forces)
         print(f"RMS force per atom over {args.forces} frames (kJ/mol/nm): charges and α held | from their gradients")
         for s, (held, gradient) in split.items():
             print(f"  {s:2s} {held:7.0f} {gradient:7.0f}  ({100 * gradient / held:.0f} %)")
