@@ -6,9 +6,8 @@ included. For polarff runs the difference is split into permanent-charge electro
 the rest (the Lennard-Jones fixed terms), and, on a few frames, the RMS force per species is split into
 the part at fixed charges and polarizabilities and the part from their gradients (−Σ_j ∂E/∂q_j ∇q_j − …).
 
-Experiment: ΔH_hyd(Na⁺ + Cl⁻) = ΔH_solution(∞ dilution, +3.9 kJ/mol) − lattice enthalpy (786 kJ/mol) =
-−782 kJ/mol (CRC Handbook of Chemistry and Physics, 'Lattice energies' and 'Enthalpy of dilution/solution'
-tables); ΔU = ΔH + 2RT = −777 kJ/mol (two gas particles less).
+Experiment: −777 kJ/mol (:data:`polarff.analysis.structure.NACL_HYDRATION_ENERGY_KJ_MOL`, with its
+source). ``polarff benchmark`` reports the total; this script adds the split and the forces.
 
 Example (docs/charge-calibration.md)::
 
@@ -22,39 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: ΔU_hyd(Na⁺ + Cl⁻) from experiment (kJ/mol), see the module docstring.
-EXPERIMENT_KJ_MOL = -777.0
-TERMS = {"total": "potential_energy", "permanent": "polarff_permanent_energy",
-         "induction": "polarff_induction_energy"}
-
-
-def block_mean(values: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:
-    """Mean and standard error of ``n_blocks`` contiguous block means."""
-    means = np.array([b.mean() for b in np.array_split(np.asarray(values, dtype=float), n_blocks)])
-    return float(means.mean()), float(means.std(ddof=1) / np.sqrt(n_blocks))
-
-
-def hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[str, tuple[float, float]]:
-    """⟨U⟩ difference (kJ/mol, ± standard error) between the salt and the pure-water trajectory, by term.
-
-    Both trajectories must hold the same number of waters. Terms: ``total`` always; ``permanent``,
-    ``induction`` and ``rest`` (total − both) when the salt trajectory has non-zero polarff energy terms.
-    """
-    n_salt, n_water = (int(np.sum(np.asarray(t["symbols"]).astype(str) == "O")) for t in (salt, water))
-    if n_salt != n_water:
-        raise ValueError(f"the salt box has {n_salt} waters and the water box {n_water}: expected the same")
-    series = {}
-    for name, key in TERMS.items():
-        if key in salt and key in water and (name == "total" or np.any(np.asarray(salt[key]) != 0)):
-            series[name] = (np.asarray(salt[key]), np.asarray(water[key]))
-    if "permanent" in series and "induction" in series:
-        series["rest"] = tuple(series["total"][k] - series["permanent"][k] - series["induction"][k] for k in (0, 1))
-    out = {}
-    for name, (s, w) in series.items():
-        (a, ea), (b, eb) = block_mean(s, n_blocks), block_mean(w, n_blocks)
-        out[name] = (a - b, float(np.hypot(ea, eb)))
-    return out
-
+from polarff.analysis.structure import NACL_HYDRATION_ENERGY_KJ_MOL, pair_hydration_energy
 
 def force_split(run_dir: str, n_frames: int) -> dict[str, tuple[float, float]]:
     """RMS force per atom of each species (kJ/mol/nm) on ``n_frames`` frames of a polarff run: (charges and
@@ -100,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = Path(args.folder) / "runs"
     water_runs = Path(args.water_folder or args.folder) / "runs"
-    result = hydration_energy(load_trajectory(str(runs / args.salt)), load_trajectory(str(water_runs / args.water)))
-    print(f"ΔU_hyd(Na+ + Cl-), {args.salt} − {args.water} (kJ/mol; experiment {EXPERIMENT_KJ_MOL:.0f}):")
+    salt, water = load_trajectory(str(runs / args.salt)), load_trajectory(str(water_runs / args.water))
+    result = pair_hydration_energy(salt, water)
+    print(f"ΔU_hyd(Na+ + Cl-), {args.salt} − {args.water} (kJ/mol; experiment {NACL_HYDRATION_ENERGY_KJ_MOL:.0f}):")
     for name, (value, error) in result.items():
         print(f"  {name:10s} {value:8.1f} ± {error:4.1f}")
     if args.forces:

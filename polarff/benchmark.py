@@ -841,11 +841,16 @@ def analyse_runs(cfg: BenchmarkConfig, trajectories: dict[str, dict]) -> dict:
         curves["ir"] = ir["spectrum"]
         results["_curves"][name] = curves
     results["ions"] = {name: ion_structure(traj) for name, traj in trajectories.items() if name.endswith("nacl")}
-    from polarff.analysis.structure import energy_per_water
+    from polarff.analysis.structure import energy_per_water, pair_hydration_energy
 
     results["peaks"] = {name: first_peaks(traj) for name, traj in trajectories.items()}
     results["cohesion"] = {name: energy_per_water(traj["potential_energy"], traj["symbols"])
                            for name, traj in trajectories.items() if name.endswith("water")}
+    # the ion pair's hydration energy, where a pure-water run with as many waters as the salt box exists
+    results["hydration"] = {}
+    for salt, water in (("polarff-nacl", "polarff-water"), ("formal-nacl", "tip3p-water")):
+        if salt in trajectories and water in trajectories and cfg.n_waters == cfg.n_waters_pure:
+            results["hydration"][salt] = pair_hydration_energy(trajectories[salt], trajectories[water], cfg.n_blocks)
     results["charges"] = {name: charge_statistics(traj) for name, traj in trajectories.items()
                           if name.startswith("polarff")}
     results["sampling"] = {name: sampling_plan(traj, n_blocks=4) for name, traj in trajectories.items()
@@ -1057,6 +1062,18 @@ def _report_model(cfg, results) -> list[str]:
     return lines + [""]
 
 
+def _hydration_text(hydration: dict) -> str:
+    """'run total ± error (permanent …, induction …, Lennard-Jones …)' for each run, kJ/mol."""
+    parts = []
+    for name, terms in hydration.items():
+        text = f"{name} {fmt(*terms['total'], digits=0)}"
+        if "rest" in terms:
+            text += (f" (permanent charges {terms['permanent'][0]:.0f}, induction {terms['induction'][0]:.0f}, "
+                     f"Lennard-Jones {terms['rest'][0]:+.0f})")
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def _labels_sentence(charge_scale: dict | None) -> str:
     """Where the polarff charge labels come from, from the model card's ``label_scaling.charge_scale``."""
     start = "The polarff charges are learned from GFN2-xTB (Mulliken-type) partial charges"
@@ -1076,7 +1093,7 @@ def _labels_sentence(charge_scale: dict | None) -> str:
 
 
 def _report_assessment(results, runs) -> list[str]:
-    from polarff.analysis.structure import WATER_COHESIVE_ENERGY_KJ_MOL
+    from polarff.analysis.structure import NACL_HYDRATION_ENERGY_KJ_MOL, WATER_COHESIVE_ENERGY_KJ_MOL
     from polarff.artifact import read_card
 
     lines = ["## Assessment", ""]
@@ -1125,6 +1142,10 @@ def _report_assessment(results, runs) -> list[str]:
               "energy; experiment " + f"{WATER_COHESIVE_ENERGY_KJ_MOL:.1f} kJ/mol): "
               + (", ".join(f"{name} {value:.1f}" for name, value in results.get("cohesion", {}).items()) or "—")
               + " kJ/mol. A liquid that is bound too weakly diffuses too fast.",
+              "- **Ion hydration.** ΔU_hyd(Na⁺ + Cl⁻) = ⟨U⟩(salt box) − ⟨U⟩(pure water, same waters), experiment "
+              f"{NACL_HYDRATION_ENERGY_KJ_MOL:.0f} kJ/mol: " + (_hydration_text(results.get("hydration", {}))
+                                                                 or "— (needs a pure-water run with as many waters)")
+              + ". Ions bound too weakly or too strongly move at the wrong speed even when water is right.",
               "- **Rigid water, Langevin thermostat.** Rigid molecules remove the intramolecular IR bands; the "
               "Langevin friction (1/ps) slows diffusion slightly.",
               "- **Experimental ion D values are at infinite dilution**; at ~1 mol/kg the measured values "

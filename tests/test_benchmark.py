@@ -148,6 +148,7 @@ def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
     for run in ("polarff-nacl", "formal-nacl", "scaled-nacl", "polarff-water", "tip3p-water"):
         assert f"| {run} |" in text
     assert "polarff benchmark" in text and "±" in text and "Chambers" in text and "Bertie" in text
+    assert "**Ion hydration.**" in text and "polarff-nacl -" in text and "formal-nacl -" in text
     for name in ("msd", "conductivity", "ir"):
         png = report.parent / "img" / f"tiny-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -177,3 +178,24 @@ def test_report_never_calls_a_hand_set_water_factor_a_prediction():
     hand_set = _labels_sentence({"source": "B3LYP/def2-svpd (pyscf) ESP; water: fixed factor 1.11"})
     assert "not fitted to transport" in _labels_sentence(None) and "not fitted to transport" in calibrated
     assert "not fitted to transport" not in hand_set and "1.11" in hand_set and "fitted parameter" in hand_set
+
+
+def test_pair_hydration_energy_is_the_difference_of_block_means_split_by_term():
+    from polarff.analysis.structure import pair_hydration_energy
+    from polarff.errors import InputError
+
+    rng = np.random.default_rng(0)
+    symbols_water, symbols_salt = ["O", "H", "H"] * 4, ["O", "H", "H"] * 4 + ["Na", "Cl"]
+    n = 500
+    water = {"symbols": symbols_water, "potential_energy": -100 + rng.normal(0, 1, n),
+             "polarff_permanent_energy": np.full(n, -80.0), "polarff_induction_energy": np.full(n, -30.0)}
+    salt = {"symbols": symbols_salt, "potential_energy": -600 + rng.normal(0, 1, n),
+            "polarff_permanent_energy": np.full(n, -500.0), "polarff_induction_energy": np.full(n, -60.0)}
+    result = pair_hydration_energy(salt, water)
+    assert result["total"][0] == pytest.approx(-500, abs=0.5) and 0 < result["total"][1] < 0.3
+    assert result["permanent"] == (-420.0, 0.0) and result["induction"] == (-30.0, 0.0)
+    assert result["rest"][0] == pytest.approx(result["total"][0] + 450.0)
+    fixed_charge = {**salt, "polarff_permanent_energy": np.zeros(n), "polarff_induction_energy": np.zeros(n)}
+    assert set(pair_hydration_energy(fixed_charge, water)) == {"total"}
+    with pytest.raises(InputError, match="4 in the water box"):
+        pair_hydration_energy({**salt, "symbols": symbols_salt[3:]}, water)

@@ -141,22 +141,3 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 2.30 | -4 %: within 15 % |" in out
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
     assert "missing/results.json" in capsys.readouterr().out
-
-
-def test_ion_hydration_energy_is_the_difference_of_block_means_split_by_term():
-    example = load("ion_hydration_energy")
-    rng = np.random.default_rng(0)
-    symbols_water, symbols_salt = ["O", "H", "H"] * 4, ["O", "H", "H"] * 4 + ["Na", "Cl"]
-    n = 500
-    water = {"symbols": symbols_water, "potential_energy": -100 + rng.normal(0, 1, n),
-             "polarff_permanent_energy": np.full(n, -80.0), "polarff_induction_energy": np.full(n, -30.0)}
-    salt = {"symbols": symbols_salt, "potential_energy": -600 + rng.normal(0, 1, n),
-            "polarff_permanent_energy": np.full(n, -500.0), "polarff_induction_energy": np.full(n, -60.0)}
-    result = example.hydration_energy(salt, water)
-    assert result["total"][0] == pytest.approx(-500, abs=0.5) and 0 < result["total"][1] < 0.3
-    assert result["permanent"] == (-420.0, 0.0) and result["induction"] == (-30.0, 0.0)
-    assert result["rest"][0] == pytest.approx(result["total"][0] + 450.0)
-    fixed_charge = {**salt, "polarff_permanent_energy": np.zeros(n), "polarff_induction_energy": np.zeros(n)}
-    assert set(example.hydration_energy(fixed_charge, water)) == {"total"}
-    with pytest.raises(ValueError, match="3 waters"):
-        example.hydration_energy({**salt, "symbols": symbols_salt[3:]}, water)

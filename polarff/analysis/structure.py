@@ -17,6 +17,13 @@ AVOGADRO = 6.02214076e23
 #: Cohesive energy of liquid water at 298 K, kJ/mol per molecule: −(ΔH_vap − RT) with ΔH_vap = 43.99 kJ/mol
 #: (CRC Handbook of Chemistry and Physics, enthalpy of vaporization of water at 25 °C) and RT = 2.48 kJ/mol.
 WATER_COHESIVE_ENERGY_KJ_MOL = -41.5
+#: Hydration energy of the Na⁺ + Cl⁻ pair at 298 K, kJ/mol: ΔH_hyd = ΔH_solution (∞ dilution, +3.9) − lattice
+#: enthalpy (786; CRC Handbook of Chemistry and Physics, 'Lattice energies') = −782, and ΔU = ΔH + 2RT (two gas
+#: particles less).
+NACL_HYDRATION_ENERGY_KJ_MOL = -777.0
+#: Energy terms of a trajectory that :func:`pair_hydration_energy` splits the difference into.
+ENERGY_TERMS = {"total": "potential_energy", "permanent": "polarff_permanent_energy",
+                "induction": "polarff_induction_energy"}
 #: First-peak positions of g(r) in Å that polarff compares with (see the module docstring).
 EXPERIMENT_PEAK_A = {("O", "O"): 2.80, ("Na", "O"): 2.38, ("Cl", "O"): 3.16}
 
@@ -96,3 +103,57 @@ def energy_per_water(potential_energies: np.ndarray, symbols) -> float:
     """
     n_waters = int(np.sum(np.asarray(symbols).astype(str) == "O"))
     return float(np.mean(potential_energies)) / n_waters
+
+
+def block_mean(values: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:
+    """Mean and standard error of ``n_blocks`` contiguous block means (fewer blocks if there are fewer
+    values; the error is NaN below two)."""
+    values = np.asarray(values, dtype=float)
+    n = min(n_blocks, len(values))
+    if n < 2:
+        return float(np.mean(values)), float("nan")
+    means = np.array([b.mean() for b in np.array_split(values, n)])
+    return float(means.mean()), float(means.std(ddof=1) / np.sqrt(n))
+
+
+def pair_hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[str, tuple[float, float]]:
+    """Hydration energy of the ions (kJ/mol, ± standard error): ⟨U⟩(salt box) − ⟨U⟩(pure water), by term.
+
+    With rigid water, an isolated molecule or ion has zero energy (polarff, TIP3P), so the difference is the
+    energy of bringing the ions from the gas phase into the water, water reorganization included; compare
+    the NaCl pair with :data:`NACL_HYDRATION_ENERGY_KJ_MOL`.
+
+    Parameters
+    ----------
+    salt, water : dict
+        Trajectories (:func:`polarff.simulate.load_trajectory`) with ``symbols`` and the energies of
+        :data:`ENERGY_TERMS`, both with the same number of waters.
+    n_blocks : int
+        Blocks for the error bars.
+
+    Returns
+    -------
+    dict
+        ``total`` always; ``permanent``, ``induction`` and ``rest`` (total − both: the Lennard-Jones fixed
+        terms) when the salt trajectory has non-zero polarff energy terms.
+
+    Raises
+    ------
+    InputError
+        If the two boxes hold different numbers of waters.
+    """
+    n_salt, n_water = (int(np.sum(np.asarray(t["symbols"]).astype(str) == "O")) for t in (salt, water))
+    if n_salt != n_water:
+        raise InputError("salt and water boxes differ", field="symbols (O count)",
+                         expected=f"{n_salt} waters as in the salt box", found=f"{n_water} in the water box")
+    series = {}
+    for name, key in ENERGY_TERMS.items():
+        if key in salt and key in water and (name == "total" or np.any(np.asarray(salt[key]) != 0)):
+            series[name] = (np.asarray(salt[key]), np.asarray(water[key]))
+    if "permanent" in series and "induction" in series:
+        series["rest"] = tuple(series["total"][k] - series["permanent"][k] - series["induction"][k] for k in (0, 1))
+    out = {}
+    for name, (s, w) in series.items():
+        (a, ea), (b, eb) = block_mean(s, n_blocks), block_mean(w, n_blocks)
+        out[name] = (a - b, float(np.hypot(ea, eb)))
+    return out
