@@ -105,15 +105,17 @@ def energy_per_water(potential_energies: np.ndarray, symbols) -> float:
     return float(np.mean(potential_energies)) / n_waters
 
 
-def block_mean(values: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:
-    """Mean and standard error of ``n_blocks`` contiguous block means (fewer blocks if there are fewer
-    values; the error is NaN below two)."""
+def _block_mean(values: np.ndarray, n_blocks: int) -> tuple[float, float]:
+    """:func:`polarff.analysis.stats.block_average` with at most ``n_blocks`` blocks of ≥ 2 samples; a series
+    too short for two such blocks gets its plain mean and a NaN error."""
+    from polarff.analysis.stats import block_average
+
     values = np.asarray(values, dtype=float)
-    n = min(n_blocks, len(values))
+    n = min(n_blocks, len(values) // 2)
     if n < 2:
-        return float(np.mean(values)), float("nan")
-    means = np.array([b.mean() for b in np.array_split(values, n)])
-    return float(means.mean()), float(means.std(ddof=1) / np.sqrt(n))
+        return float(values.mean()), float("nan")
+    estimate = block_average(values, n)
+    return estimate.value, estimate.error
 
 
 def pair_hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[str, tuple[float, float]]:
@@ -154,6 +156,6 @@ def pair_hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[st
         series["rest"] = tuple(series["total"][k] - series["permanent"][k] - series["induction"][k] for k in (0, 1))
     out = {}
     for name, (s, w) in series.items():
-        (a, ea), (b, eb) = block_mean(s, n_blocks), block_mean(w, n_blocks)
+        (a, ea), (b, eb) = _block_mean(s, n_blocks), _block_mean(w, n_blocks)
         out[name] = (a - b, float(np.hypot(ea, eb)))
     return out
