@@ -3,7 +3,8 @@
 ΔU_hyd = ⟨U⟩(64 H₂O + Na⁺ + Cl⁻) − ⟨U⟩(64 H₂O): the energy of taking both ions from the gas phase (where an
 isolated rigid water or ion has zero energy in polarff and in TIP3P) into the water, water reorganization
 included. For polarff runs the difference is split into permanent-charge electrostatics, induction and
-the rest (the Lennard-Jones fixed terms), and, on a few frames, the RMS force per species is split into
+the electronegativity term (models fitted with ``polarff fit-electronegativity``) and the rest (the
+Lennard-Jones fixed terms), and, on a few frames, the RMS force per species is split into
 the part at fixed charges and polarizabilities and the part from their gradients (−Σ_j ∂E/∂q_j ∇q_j − …).
 
 Experiment: −777 kJ/mol (:data:`polarff.analysis.structure.NACL_HYDRATION_ENERGY_KJ_MOL`, with its
@@ -26,28 +27,20 @@ from polarff.analysis.structure import NACL_HYDRATION_ENERGY_KJ_MOL, pair_hydrat
 def force_split(run_dir: str, n_frames: int) -> dict[str, tuple[float, float]]:
     """RMS force per atom of each species (kJ/mol/nm) on ``n_frames`` frames of a polarff run: (charges and
     α held fixed, from their gradients); the potential is built as the run built it."""
-    import json
-
     import torch
 
-    from polarff.artifact import load_model
-    from polarff.openmm.system import build_potential, topology_symbols
-    from polarff.simulate import load_trajectory, read_pdb
+    from polarff.electronegativity import potential_for_run
+    from polarff.simulate import load_trajectory
 
-    config = json.loads((Path(run_dir) / "run.json").read_text())["config"]
     traj = load_trajectory(run_dir)
-    topology, _, _ = read_pdb(str(Path(run_dir) / "start.pdb"))
-    symbols = np.array(topology_symbols(topology))
-    cutoff = config["cutoff_nm"]  # as create_system sets them
-    options = {"cutoff_nm": cutoff, "induction_cutoff_nm": min(cutoff, 0.9), **(config.get("electrostatics") or {})}
-    potential = build_potential(load_model(config["model"]), topology, electrostatics=options)
+    potential, _, symbols = potential_for_run(run_dir)
     rms: dict[str, list] = {s: [] for s in dict.fromkeys(symbols)}
     for k in np.linspace(0, len(traj["positions"]) - 1, n_frames).astype(int):
         pos = torch.tensor(traj["positions"][k], dtype=torch.float64, requires_grad=True)
         box = torch.tensor(traj["box"][k], dtype=torch.float64)
         q, alpha = potential.charges_and_polarizabilities(pos, box)
-        (g_all,) = torch.autograd.grad(potential.electrostatics(pos, box, q, alpha), pos)
-        (g_held,) = torch.autograd.grad(potential.electrostatics(pos, box, q.detach(), alpha.detach()), pos)
+        (g_all,) = torch.autograd.grad(potential.energy_from_charges(pos, box, q, alpha), pos)
+        (g_held,) = torch.autograd.grad(potential.energy_from_charges(pos, box, q.detach(), alpha.detach()), pos)
         held, gradient = -g_held.numpy(), (g_held - g_all).numpy()
         for s in rms:
             m = symbols == s

@@ -7,6 +7,8 @@ A ``.pff`` file is a zip archive with
 * ``bins.json``        — per-target :class:`polarff.discretize.Binning` (edges, centres as floats)
 * ``network.json``     — architecture (hidden sizes, activation, feature normalisation)
 * ``weights.npz``      — weight arrays by name (``dense_0/kernel`` …), Keras layout (in, out)
+* ``electronegativity.json`` — optional: the electronegativity term of the energy
+  (:mod:`polarff.electronegativity`), per-species χ (kJ/mol/e) and reference charges (e)
 
 ``load_model`` reads it with numpy and json only, so ``polarff info`` and the torch runtime never
 import TensorFlow. Writes are atomic (temporary file, then rename).
@@ -76,6 +78,10 @@ class PolarffModel:
         ``head_<target>`` (out = n_species · n_classes, species-major).
     card : dict
         Model card (see :func:`make_card`).
+    electronegativity : dict, optional
+        ``{"chi_kj_mol_e": {species: χ}, "reference_charges_e": {species: q}, ...}``: the energy term
+        Σ_i χ_s(i) (q_i − q_ref,s(i)) that makes the learned charges (nearly) stationary
+        (:mod:`polarff.electronegativity`); None for a model without it.
     """
 
     descriptor: DescriptorConfig
@@ -83,6 +89,7 @@ class PolarffModel:
     network: NetworkSpec
     weights: dict[str, np.ndarray]
     card: dict = field(default_factory=dict)
+    electronegativity: dict | None = None
 
     @property
     def species(self) -> list[str]:
@@ -98,6 +105,8 @@ class PolarffModel:
             zf.writestr("bins.json", json.dumps({k: b.to_dict() for k, b in self.bins.items()}))
             zf.writestr("network.json", json.dumps(self.network.to_dict()))
             zf.writestr("weights.npz", buf.getvalue())
+            if self.electronegativity is not None:
+                zf.writestr("electronegativity.json", to_json(self.electronegativity))
 
 
 def read_card(path: str | os.PathLike) -> dict:
@@ -125,7 +134,10 @@ def load_model(path: str | os.PathLike) -> PolarffModel:
         network = NetworkSpec.from_dict(json.loads(zf.read("network.json")))
         with np.load(io.BytesIO(zf.read("weights.npz"))) as npz:
             weights = {k: npz[k] for k in npz.files}
-    return PolarffModel(descriptor, bins, network, weights, card)
+        electronegativity = None
+        if "electronegativity.json" in zf.namelist():
+            electronegativity = json.loads(zf.read("electronegativity.json"))
+    return PolarffModel(descriptor, bins, network, weights, card, electronegativity)
 
 
 def _open(path) -> zipfile.ZipFile:

@@ -1068,8 +1068,9 @@ def _hydration_text(hydration: dict) -> str:
     for name, terms in hydration.items():
         text = f"{name} {fmt(*terms['total'], digits=0)}"
         if "rest" in terms:
+            chi = f"electronegativity {terms['electronegativity'][0]:.0f}, " if "electronegativity" in terms else ""
             text += (f" (permanent charges {terms['permanent'][0]:.0f}, induction {terms['induction'][0]:.0f}, "
-                     f"Lennard-Jones {terms['rest'][0]:+.0f})")
+                     f"{chi}Lennard-Jones {terms['rest'][0]:+.0f})")
         parts.append(text)
     return "; ".join(parts)
 

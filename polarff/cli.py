@@ -361,7 +361,7 @@ def _load_optional_commands() -> None:
     import importlib
 
     for mod in ("polarff.openmm.commands", "polarff.simulate_cli", "polarff.benchmark", "polarff.active",
-                "polarff.tnep_fit"):
+                "polarff.tnep_fit", "polarff.electronegativity"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

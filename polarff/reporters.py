@@ -48,6 +48,7 @@ ENERGY_UNITS = {
     "total_energy": "kJ/mol", "temperature": "K", "volume": "nm^3",
     "polarff_permanent_energy": "kJ/mol (charge-charge part of the polarff force)",
     "polarff_induction_energy": "kJ/mol (induction part of the polarff force)",
+    "polarff_electronegativity_energy": "kJ/mol (electronegativity term of the polarff force; 0 without one)",
 }
 
 
@@ -171,13 +172,14 @@ class ChargeEvaluator:
         -------
         dict
             ``charges`` (N,) e; ``polarizabilities`` (N,) nm³; ``induced_dipoles`` (N, 3) e·nm; with
-            ``energies``, ``permanent_energy`` and ``induction_energy`` (float, kJ/mol; 0 without a
-            polarff force).
+            ``energies``, ``permanent_energy``, ``induction_energy`` and ``electronegativity_energy``
+            (float, kJ/mol; 0 without a polarff force).
         """
         charges = self.fixed_charges.copy()
         alpha = np.zeros(self.n_atoms)
         induced = np.zeros((self.n_atoms, 3))
-        out: dict = {"permanent_energy": 0.0, "induction_energy": 0.0} if energies else {}
+        out: dict = {"permanent_energy": 0.0, "induction_energy": 0.0, "electronegativity_energy": 0.0} \
+            if energies else {}
         if self.module is not None:
             import torch
 
@@ -188,7 +190,8 @@ class ChargeEvaluator:
                     props = self.module.properties(pos, box)
                     q, a, mu = props["charges"], props["polarizabilities"], props["induced_dipoles"]
                     out = {"permanent_energy": float(props["permanent_energy"]),
-                           "induction_energy": float(props["induction_energy"])}
+                           "induction_energy": float(props["induction_energy"]),
+                           "electronegativity_energy": float(props["electronegativity_energy"])}
                 else:
                     q, a = self.module.charges_and_polarizabilities(pos, box)
                     cell = box if box is not None else torch.zeros((3, 3), dtype=torch.float64)
@@ -323,7 +326,8 @@ class TrajectoryRecorder:
                "temperature": 2.0 * kinetic / (self.dof * BOLTZMANN_KJ_MOL_K),
                "volume": float(abs(np.linalg.det(box))) if box is not None else 0.0,
                "polarff_permanent_energy": props["permanent_energy"],
-               "polarff_induction_energy": props["induction_energy"]}
+               "polarff_induction_energy": props["induction_energy"],
+               "polarff_electronegativity_energy": props["electronegativity_energy"]}
         for key, value in row.items():
             self._energies.setdefault(key, []).append(value)
 

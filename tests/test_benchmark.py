@@ -195,6 +195,11 @@ def test_pair_hydration_energy_is_the_difference_of_block_means_split_by_term():
     assert result["total"][0] == pytest.approx(-500, abs=0.5) and 0 < result["total"][1] < 0.3
     assert result["permanent"] == (-420.0, 0.0) and result["induction"] == (-30.0, 0.0)
     assert result["rest"][0] == pytest.approx(result["total"][0] + 450.0)
+    # with an electronegativity term, the Lennard-Jones rest excludes it too
+    chi = pair_hydration_energy({**salt, "polarff_electronegativity_energy": np.full(n, -250.0)},
+                                {**water, "polarff_electronegativity_energy": np.full(n, 20.0)})
+    assert chi["electronegativity"] == (-270.0, 0.0)
+    assert chi["rest"][0] == pytest.approx(result["rest"][0] + 270.0)
     fixed_charge = {**salt, "polarff_permanent_energy": np.zeros(n), "polarff_induction_energy": np.zeros(n)}
     assert set(pair_hydration_energy(fixed_charge, water)) == {"total"}
     with pytest.raises(InputError, match="4 in the water box"):

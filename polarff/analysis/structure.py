@@ -23,7 +23,7 @@ WATER_COHESIVE_ENERGY_KJ_MOL = -41.5
 NACL_HYDRATION_ENERGY_KJ_MOL = -777.0
 #: Energy terms of a trajectory that :func:`pair_hydration_energy` splits the difference into.
 ENERGY_TERMS = {"total": "potential_energy", "permanent": "polarff_permanent_energy",
-                "induction": "polarff_induction_energy"}
+                "induction": "polarff_induction_energy", "electronegativity": "polarff_electronegativity_energy"}
 #: First-peak positions of g(r) in Å that polarff compares with (see the module docstring).
 EXPERIMENT_PEAK_A = {("O", "O"): 2.80, ("Na", "O"): 2.38, ("Cl", "O"): 3.16}
 
@@ -136,8 +136,9 @@ def pair_hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[st
     Returns
     -------
     dict
-        ``total`` always; ``permanent``, ``induction`` and ``rest`` (total − both: the Lennard-Jones fixed
-        terms) when the salt trajectory has non-zero polarff energy terms.
+        ``total`` always; ``permanent``, ``induction``, ``electronegativity`` (for a model with that term)
+        and ``rest`` (total − those: the Lennard-Jones fixed terms) when the salt trajectory has non-zero
+        polarff energy terms.
 
     Raises
     ------
@@ -153,7 +154,8 @@ def pair_hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[st
         if key in salt and key in water and (name == "total" or np.any(np.asarray(salt[key]) != 0)):
             series[name] = (np.asarray(salt[key]), np.asarray(water[key]))
     if "permanent" in series and "induction" in series:
-        series["rest"] = tuple(series["total"][k] - series["permanent"][k] - series["induction"][k] for k in (0, 1))
+        parts = [name for name in ("permanent", "induction", "electronegativity") if name in series]
+        series["rest"] = tuple(series["total"][k] - sum(series[name][k] for name in parts) for k in (0, 1))
     out = {}
     for name, (s, w) in series.items():
         (a, ea), (b, eb) = _block_mean(s, n_blocks), _block_mean(w, n_blocks)

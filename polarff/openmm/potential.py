@@ -7,6 +7,10 @@ included), and the same scripted module drives the ``openmm.PythonForce`` implem
 
 Forces are ``−∂E/∂r`` by autograd through everything, including the dependence of the charges and
 polarizabilities on positions (the term that a parameter update in NonbondedForce would drop).
+
+A model fitted with :mod:`polarff.electronegativity` adds the electronegativity term
+E_χ = Σ_i χ_s(i) (q_i − q_ref,s(i)), which makes the learned charges nearly stationary points of the
+energy (as in charge equilibration) and is zero for isolated molecules and ions.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Dict, List, Optional
 import torch
 
 from polarff.artifact import PolarffModel
+from polarff.errors import ModelError
 from polarff.runtime.electrostatics import Electrostatics
 from polarff.runtime.network import ChargeModel
 
@@ -56,6 +61,10 @@ class PolarffPotential(torch.nn.Module):
         self.angstrom3_to_nm3 = ANGSTROM3_TO_NM3
         self.use_subset = atoms is not None
         self.register_buffer("atoms", torch.tensor(atoms if atoms is not None else [], dtype=torch.long))
+        chi, q_ref = electronegativity_per_atom(model, list(symbols))
+        self.use_electronegativity = model.electronegativity is not None
+        self.register_buffer("chi", torch.tensor(chi, dtype=torch.float64))
+        self.register_buffer("reference_charges", torch.tensor(q_ref, dtype=torch.float64))
 
     def _select(self, positions: torch.Tensor, box: Optional[torch.Tensor]):
         pos = positions.to(torch.float64)
@@ -85,14 +94,43 @@ class PolarffPotential(torch.nn.Module):
         out: Dict[str, torch.Tensor] = {"charges": q, "polarizabilities": alpha,
                                         "induced_dipoles": self.electrostatics.induced_dipoles(pos, cell, q, alpha),
                                         "permanent_energy": terms["permanent"],
-                                        "induction_energy": terms["induction"]}
+                                        "induction_energy": terms["induction"],
+                                        "electronegativity_energy": self.electronegativity_energy(q)}
         return out
+
+    @torch.jit.export
+    def electronegativity_energy(self, charges: torch.Tensor) -> torch.Tensor:
+        """E_χ = Σ_i χ_i (q_i − q_ref,i) in kJ/mol (0 for a model without the term)."""
+        return torch.sum(self.chi * (charges - self.reference_charges))
+
+    @torch.jit.export
+    def energy_from_charges(self, positions: torch.Tensor, box: Optional[torch.Tensor], charges: torch.Tensor,
+                            polarizabilities: torch.Tensor) -> torch.Tensor:
+        """Energy (kJ/mol) at given charges (e) and polarizabilities (nm³) of the potential's atoms."""
+        pos, cell = self._select(positions, box)
+        energy = self.electrostatics(pos, cell, charges, polarizabilities)
+        if self.use_electronegativity:
+            energy = energy + self.electronegativity_energy(charges)
+        return energy
 
     def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Energy in kJ/mol; positions (N_system, 3) and box (3, 3) in nm, as openmm-torch passes them."""
-        pos, cell = self._select(positions, box)
         qa = self.charges_and_polarizabilities(positions, box)
-        return self.electrostatics(pos, cell, qa[0], qa[1])
+        return self.energy_from_charges(positions, box, qa[0], qa[1])
+
+
+def electronegativity_per_atom(model: PolarffModel, symbols: List[str]) -> List[List[float]]:
+    """χ (kJ/mol/e) and reference charge (e) of each atom from the model's electronegativity term (zeros
+    without one)."""
+    term = model.electronegativity
+    if term is None:
+        return [[0.0] * len(symbols), [0.0] * len(symbols)]
+    chi, q_ref = term["chi_kj_mol_e"], term["reference_charges_e"]
+    missing = sorted({s for s in symbols if s not in chi or s not in q_ref})
+    if missing:
+        raise ModelError(f"the model's electronegativity term has no χ or reference charge for {missing} "
+                         f"(it has {sorted(chi)}); refit it on runs that contain these species")
+    return [[float(chi[s]) for s in symbols], [float(q_ref[s]) for s in symbols]]
 
 
 def energy_and_forces(module: torch.nn.Module, positions_nm, box_nm=None):

@@ -1,0 +1,244 @@
+"""The electronegativity term: make the learned charges (nearly) stationary points of the energy.
+
+polarff's energy is E(r) = E_elec(r, q(r), α(r)) + fixed terms, with charges q(r) learned from QM labels.
+In a charge-equilibration model the charges minimise the energy (at fixed total charge), so
+∂E/∂q_i = μ for every atom and the charges' dependence on positions adds no force. Learned charges are not
+minimisers: the force carries a *charge-gradient* part −Σ_i φ_i ∇q_i, with φ_i = ∂E/∂q_i the electrostatic
+potential at atom i (induced dipoles included), and the energy misses the stabilisation that moving charge
+between molecules brings (charge transfer). On NaCl(aq) frames this part is about a third of the
+electrostatic force on water atoms and almost as large as the rest on Na⁺, and the ions' hydration energy
+falls ~35 % short of experiment (``examples/ion_hydration_energy.py``).
+
+The electronegativity term adds the first-order charge-equilibration energy
+
+    E_χ = Σ_i χ_s(i) (q_i − q_ref,s(i)),
+
+one χ per species (kJ/mol/e), so that the charge-gradient force becomes −Σ_i (φ_i + χ_s(i)) ∇q_i.
+:func:`fit_electronegativity` chooses χ by linear least squares to make that force as small as possible
+on frames of MD runs (the sum over all atoms of ∇q_i is zero, so χ is defined up to one common constant:
+the fit returns the minimum-norm solution). ``q_ref`` are the model's charges of each molecule or ion alone
+(formal charges for monatomic ions), so that E_χ of isolated molecules is zero and energies keep the
+gas-phase zero that hydration and cohesive energies are measured from.
+
+Command line::
+
+    polarff fit-electronegativity MODEL.pff RUN_DIR [RUN_DIR ...] -o OUT.pff --frames 40
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from polarff.artifact import PolarffModel, load_model
+from polarff.cli import Command, register
+from polarff.errors import ConfigError, InputError
+
+
+def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None):
+    """The scripted polarff potential of a finished ``polarff simulate`` run, built as ``create_system`` built
+    it (same cutoffs and electrostatics options), with the run's model or ``model``.
+
+    Returns
+    -------
+    potential, topology, symbols (ndarray of str)
+    """
+    from polarff.openmm.system import build_potential, topology_symbols
+    from polarff.simulate import read_pdb
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise InputError("not a finished polarff run", field=f"{run_dir}/run.json", expected="the file",
+                         found="no such file")
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    if not config.get("model"):
+        raise InputError("the run has no polarff model (a fixed-charge baseline?)",
+                         field=f"{run_dir}/run.json: config.model", expected="a .pff path", found="none")
+    topology, _, _ = read_pdb(str(run_dir / "start.pdb"))
+    cutoff = config["cutoff_nm"]
+    options = {"cutoff_nm": cutoff, "induction_cutoff_nm": min(cutoff, 0.9), **(config.get("electrostatics") or {})}
+    potential = build_potential(model or load_model(config["model"]), topology, electrostatics=options)
+    return potential, topology, np.array(topology_symbols(topology))
+
+
+def isolated_reference_charges(model: PolarffModel, topology, positions_nm: np.ndarray) -> dict[str, float]:
+    """Charges (e) the model gives each species in its molecule or ion alone (no neighbours, not periodic),
+    averaged over the topology's molecules; monatomic ions get their formal charge exactly."""
+    import torch
+
+    from polarff.openmm.system import FORMAL_CHARGES, topology_symbols
+    from polarff.runtime.network import ChargeModel
+
+    symbols = topology_symbols(topology)
+    values: dict[str, list[float]] = {}
+    seen: set[tuple] = set()
+    for residue in topology.residues():
+        index = [a.index for a in residue.atoms()]
+        names = tuple(symbols[i] for i in index)
+        if names in seen and len(index) == 1:
+            continue
+        seen.add(names)
+        charge = float(sum(FORMAL_CHARGES.get(s, 0) for s in names))
+        net = ChargeModel(model, list(names), charge)
+        pos = torch.tensor(np.asarray(positions_nm)[index] * 10.0, dtype=torch.float64)
+        with torch.no_grad():
+            q, _ = net(pos, torch.zeros((3, 3), dtype=torch.float64), False)
+        for s, value in zip(names, q.numpy()):
+            values.setdefault(s, []).append(float(value))
+    return {s: float(np.mean(v)) for s, v in values.items()}
+
+
+def charge_gradient_forces(potential, positions_nm: np.ndarray, box_nm: np.ndarray | None,
+                           species_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The charge-gradient force of one frame and its change per unit χ of each species.
+
+    Parameters
+    ----------
+    potential : scripted PolarffPotential
+    positions_nm, box_nm : ndarray
+        Frame (nm).
+    species_masks : ndarray (S, N) of bool
+        Atoms of each species.
+
+    Returns
+    -------
+    force : ndarray (N, 3)
+        −Σ_i (∂E/∂q_i) ∇q_i in kJ/mol/nm (∂E/∂q at fixed positions and polarizabilities; the model's own
+        electronegativity term included).
+    columns : ndarray (S, N, 3)
+        −∇ Σ_{i∈s} q_i: the force that adding 1 kJ/mol/e to χ_s adds.
+    """
+    import torch
+
+    pos = torch.tensor(np.asarray(positions_nm, dtype=np.float64), requires_grad=True)
+    box = None if box_nm is None else torch.tensor(np.asarray(box_nm, dtype=np.float64))
+    q, alpha = potential.charges_and_polarizabilities(pos, box)
+    q_held = q.detach().clone().requires_grad_(True)
+    energy = potential.energy_from_charges(pos.detach(), box, q_held, alpha.detach())
+    (phi,) = torch.autograd.grad(energy, q_held)
+    (grad,) = torch.autograd.grad(torch.sum(phi * q), pos, retain_graph=True)
+    columns = []
+    masks = torch.tensor(np.asarray(species_masks), dtype=torch.float64)
+    for k in range(masks.shape[0]):
+        (g,) = torch.autograd.grad(torch.sum(masks[k] * q), pos, retain_graph=k < masks.shape[0] - 1)
+        columns.append(-g.numpy())
+    return -grad.numpy(), np.array(columns)
+
+
+def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n_frames: int = 40,
+                          progress: bool = True) -> dict:
+    """Fit the electronegativity term of ``model`` on frames of finished polarff runs.
+
+    Parameters
+    ----------
+    model : PolarffModel
+        Model to fit the term for (an existing term is refined: its χ are the starting point).
+    run_dirs : sequence of path
+        ``polarff simulate`` output folders (their ``start.pdb``, ``run.json`` and trajectory).
+    n_frames : int
+        Frames per run, evenly spaced; the even-numbered ones are fitted, the odd ones held out.
+    progress : bool
+        Print one line per run.
+
+    Returns
+    -------
+    dict
+        The term as stored in the model (``chi_kj_mol_e``, ``reference_charges_e``) with ``fitted_on`` and
+        the RMS charge-gradient force per species (kJ/mol/nm) on the held-out frames before and after.
+
+    Raises
+    ------
+    ConfigError
+        If fewer than 2 frames per run are asked for.
+    """
+    from polarff.simulate import load_trajectory
+
+    if n_frames < 2:
+        raise ConfigError(f"--frames: expected at least 2 (half are held out), found {n_frames}")
+    species = list(model.species)
+    old = model.electronegativity or {}
+    chi_old = np.array([float(old.get("chi_kj_mol_e", {}).get(s, 0.0)) for s in species])
+    fit_rows, test_rows, present, q_ref, fitted_on = [], [], np.zeros(len(species), bool), {}, []
+    for run_dir in run_dirs:
+        potential, topology, symbols = potential_for_run(run_dir, model)
+        traj = load_trajectory(str(run_dir))
+        masks = np.array([symbols == s for s in species])
+        present |= masks.any(axis=1)
+        q_ref.update(isolated_reference_charges(model, topology, traj["positions"][0]))
+        picks = np.linspace(0, len(traj["positions"]) - 1, n_frames).astype(int)
+        for k, frame in enumerate(picks):
+            box = traj["box"][frame] if "box" in traj else None
+            force, columns = charge_gradient_forces(potential, traj["positions"][frame], box, masks)
+            (fit_rows if k % 2 == 0 else test_rows).append((force, columns, symbols))
+        fitted_on.append({"run": str(run_dir), "frames": int(n_frames), "atoms": int(len(symbols))})
+        if progress:
+            print(f"  {run_dir}: {n_frames} frames of {len(traj['positions'])}", flush=True)
+    A = np.concatenate([np.moveaxis(c, 0, -1).reshape(-1, len(species)) for _, c, _ in fit_rows])
+    b = np.concatenate([f.reshape(-1) for f, _, _ in fit_rows])
+    delta = np.zeros(len(species))
+    delta[present], *_ = np.linalg.lstsq(A[:, present], -b, rcond=None)
+    chi = chi_old + delta
+    before = _rms_by_species(test_rows, np.zeros(len(species)), species)
+    after = _rms_by_species(test_rows, delta, species)
+    return {"chi_kj_mol_e": {s: float(chi[k]) for k, s in enumerate(species) if present[k]},
+            "reference_charges_e": {s: q_ref[s] for s in species if s in q_ref},
+            "fitted_on": fitted_on,
+            "rms_charge_gradient_force_kj_mol_nm": {"held_out_before": before, "held_out_after": after}}
+
+
+def _rms_by_species(rows, delta: np.ndarray, species: list[str]) -> dict[str, float]:
+    """RMS over atoms and frames of the charge-gradient force with χ changed by ``delta``, per species."""
+    sums: dict[str, list[float]] = {}
+    for force, columns, symbols in rows:
+        total = force + np.tensordot(delta, columns, axes=1)
+        for s in species:
+            m = symbols == s
+            if m.any():
+                sums.setdefault(s, []).extend((total[m] ** 2).sum(axis=1).tolist())
+    return {s: float(np.sqrt(np.mean(v))) for s, v in sums.items()}
+
+
+def with_electronegativity(model: PolarffModel, term: dict, note: str = "") -> PolarffModel:
+    """A copy of ``model`` carrying the electronegativity ``term``; the card records its origin."""
+    out = copy.deepcopy(model)
+    out.electronegativity = term
+    out.card = dict(out.card, electronegativity={"chi_kj_mol_e": term["chi_kj_mol_e"],
+                                                 "fitted_on": [r["run"] for r in term.get("fitted_on", [])],
+                                                 "note": note})
+    return out
+
+
+class FitElectronegativity(Command):
+    name = "fit-electronegativity"
+    help = ("add the electronegativity term (one χ per species) that makes a model's learned charges nearly "
+            "stationary points of its energy, fitted on frames of finished polarff runs")
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("model", help="polarff model (.pff)")
+        p.add_argument("runs", nargs="+", help="finished `polarff simulate` run folders made with this model")
+        p.add_argument("-o", "--output", required=True, help="model with the term (.pff, written atomically)")
+        p.add_argument("--frames", type=int, default=40,
+                       help="frames per run, evenly spaced; half fitted, half held out (default 40)")
+        p.add_argument("--note", default="", help="free text stored in the model card")
+
+    @staticmethod
+    def run(args):
+        model = load_model(args.model)
+        print(f"fitting the electronegativity term of {args.model} on {len(args.runs)} run(s)")
+        term = fit_electronegativity(model, args.runs, args.frames)
+        rms = term["rms_charge_gradient_force_kj_mol_nm"]
+        print("species   χ (kJ/mol/e)   q_ref (e)   RMS charge-gradient force, held out (kJ/mol/nm): before → after")
+        for s, chi in term["chi_kj_mol_e"].items():
+            print(f"{s:8s} {chi:12.1f} {term['reference_charges_e'].get(s, float('nan')):11.4f}"
+                  f"   {rms['held_out_before'].get(s, float('nan')):8.1f} → {rms['held_out_after'].get(s, float('nan')):.1f}")
+        with_electronegativity(model, term, args.note).save(args.output)
+        print(f"wrote {args.output}")
+        return 0
+
+
+register(FitElectronegativity)

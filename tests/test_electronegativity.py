@@ -1,0 +1,124 @@
+"""The electronegativity term: fitted χ make the learned charges nearly stationary, the force stays −∇E,
+isolated molecules keep zero energy, and the term survives a save/load round trip."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("openmm")
+
+from polarff.electronegativity import (fit_electronegativity, potential_for_run,  # noqa: E402
+                                       with_electronegativity)
+from polarff.errors import InputError, ModelError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def salt_run(trained_model, tmp_path_factory):
+    """A 0.04 ps polarff run of 16 waters + NaCl with the small test model: its folder."""
+    from polarff.build import build_ion_box, write_topology_pdb
+    from polarff.simulate import SimulationConfig, run_simulation
+
+    folder = tmp_path_factory.mktemp("chi")
+    topology, positions, box = build_ion_box("NaCl", 1, 16, seed=5)
+    write_topology_pdb(topology, positions, box, folder / "salt.pdb")
+    cfg = SimulationConfig(topology=str(folder / "salt.pdb"), model=str(trained_model[2]), cutoff_nm=0.39,
+                           length_ps=0.04, report_interval_fs=4.0, energy_interval_fs=8.0,
+                           checkpoint_interval_ps=0.04, equilibration_ps=0.0, minimize=True,
+                           minimize_iterations=5, seed=2)
+    run_simulation(cfg, folder / "run", progress=False)
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def fitted(trained_model, salt_run):
+    model = trained_model[0]
+    term = fit_electronegativity(model, [salt_run], n_frames=8, progress=False)
+    return model, term, with_electronegativity(model, term, "test")
+
+
+def _total_rms(rms: dict) -> float:
+    return float(np.sqrt(np.mean(np.square(list(rms.values())))))
+
+
+def test_fit_lowers_the_charge_gradient_force_and_a_refit_leaves_chi_unchanged(fitted, salt_run):
+    model, term, with_term = fitted
+    assert set(term["chi_kj_mol_e"]) == {"H", "O", "Na", "Cl"}
+    rms = term["rms_charge_gradient_force_kj_mol_nm"]
+    assert _total_rms(rms["held_out_after"]) < _total_rms(rms["held_out_before"])
+    # ions alone keep their formal charge; the χ are the minimum-norm solution (the common constant is free)
+    assert term["reference_charges_e"]["Na"] == pytest.approx(1.0) and term["reference_charges_e"]["Cl"] == -1.0
+    assert sum(term["chi_kj_mol_e"].values()) == pytest.approx(0.0, abs=1e-6 * max(map(abs, term["chi_kj_mol_e"].values())))
+    # the refit sees the term in ∂E/∂q: on the same frames it has nothing left to change
+    again = fit_electronegativity(with_term, [salt_run], n_frames=8, progress=False)
+    for s, chi in term["chi_kj_mol_e"].items():
+        assert again["chi_kj_mol_e"][s] == pytest.approx(chi, rel=1e-6, abs=1e-6)
+    assert _total_rms(again["rms_charge_gradient_force_kj_mol_nm"]["held_out_before"]) == pytest.approx(
+        _total_rms(rms["held_out_after"]), rel=1e-6)
+
+
+def test_forces_are_minus_the_gradient_and_the_term_is_sum_chi_dq(fitted, salt_run):
+    from polarff.openmm.potential import energy_and_forces
+    from polarff.simulate import load_trajectory
+
+    _, term, with_term = fitted
+    potential, _, symbols = potential_for_run(salt_run, with_term)
+    traj = load_trajectory(str(salt_run))
+    x, box = traj["positions"][-1], traj["box"][-1]
+    energy, forces = energy_and_forces(potential, x, box)
+    direction = np.random.default_rng(4).normal(size=x.shape)
+    direction /= np.linalg.norm(direction)
+    h = 1e-5
+    e_plus, _ = energy_and_forces(potential, x + h * direction, box)
+    e_minus, _ = energy_and_forces(potential, x - h * direction, box)
+    assert (e_plus - e_minus) / (2 * h) == pytest.approx(-np.sum(forces * direction), rel=1e-6, abs=1e-6)
+    props = potential.properties(torch.tensor(x), torch.tensor(box))
+    q = props["charges"].detach().numpy()
+    chi = np.array([term["chi_kj_mol_e"][s] for s in symbols])
+    q_ref = np.array([term["reference_charges_e"][s] for s in symbols])
+    assert float(props["electronegativity_energy"].detach()) == pytest.approx(float(np.sum(chi * (q - q_ref))), rel=1e-10)
+    parts = props["permanent_energy"] + props["induction_energy"] + props["electronegativity_energy"]
+    assert float(parts.detach()) == pytest.approx(energy, rel=1e-10)
+
+
+def test_isolated_molecules_and_ions_have_zero_electronegativity_energy(fitted, salt_run):
+    from openmm import app
+
+    from polarff.openmm.system import build_potential
+    from polarff.simulate import load_trajectory
+
+    _, _, with_term = fitted
+    _, topology, symbols = potential_for_run(salt_run)
+    first_water = [a.index for a in next(r for r in topology.residues() if r.name == "HOH").atoms()]
+    water_xyz = load_trajectory(str(salt_run))["positions"][3][first_water]  # rigid: the reference geometry
+    for names, xyz in ((["O", "H", "H"], water_xyz), (["Na"], [[0, 0, 0]]), (["Cl"], [[0.1, 0.2, 0.3]])):
+        topology = app.Topology()
+        residue = topology.addResidue("HOH" if len(names) == 3 else names[0].upper(), topology.addChain())
+        for n in names:
+            topology.addAtom(n, app.Element.getBySymbol(n), residue)
+        potential = build_potential(with_term, topology)
+        props = potential.properties(torch.tensor(np.asarray(xyz), dtype=torch.float64), None)
+        assert abs(float(props["electronegativity_energy"].detach())) < 1e-9, names
+
+
+def test_round_trip_and_clear_errors(fitted, salt_run, tmp_path, trained_model):
+    from polarff.artifact import load_model
+    from polarff.cli import main
+
+    model, term, with_term = fitted
+    path = tmp_path / "chi.pff"
+    with_term.save(path)
+    back = load_model(path)
+    assert back.electronegativity["chi_kj_mol_e"] == term["chi_kj_mol_e"]
+    assert back.card["electronegativity"]["note"] == "test"
+    assert load_model(trained_model[2]).electronegativity is None
+    # a term without χ for a species of the topology: ModelError naming it
+    partial = with_electronegativity(model, {**term, "chi_kj_mol_e": {"H": 1.0, "O": -1.0}})
+    with pytest.raises(ModelError, match=r"\['Cl', 'Na'\]"):
+        potential_for_run(salt_run, partial)
+    with pytest.raises(InputError, match="run.json"):
+        fit_electronegativity(model, [tmp_path], n_frames=4, progress=False)
+    # the command line writes the model and prints the fit
+    out = tmp_path / "cli.pff"
+    assert main(["fit-electronegativity", str(trained_model[2]), str(salt_run), "-o", str(out), "--frames", "4"]) == 0
+    assert load_model(out).electronegativity["chi_kj_mol_e"].keys() == term["chi_kj_mol_e"].keys()
+    assert main(["fit-electronegativity", str(trained_model[2]), str(salt_run), "-o", str(out), "--frames", "1"]) == 2
