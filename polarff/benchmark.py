@@ -1051,7 +1051,7 @@ def _report_model(cfg, results) -> list[str]:
              + (f"Held-out test split: charge MAE {test['charge_mae']:.4f} e, polarizability MAE "
                 f"{test['polarizability_mae']:.4f} Å³." if "charge_mae" in test else "")
              + "".join(f" Training labels scaled ({key}): {v['factors']} ({v['source']})."
-                       for key, v in card.get("label_scaling", {}).items()), "",
+                       for key, v in card.get("label_scaling", {}).items()) + _electronegativity_sentence(card), "",
              "Charges and polarizabilities predicted along the polarff runs (mean ± standard deviation over "
              "frames and atoms of a species):", "",
              "| run | species | charge (e) | polarizability (Å³) |", "|---|---|---|---|"]
@@ -1060,6 +1060,16 @@ def _report_model(cfg, results) -> list[str]:
             lines.append(f"| {name} | {species} | {fmt(v['charge'], v['charge_std'], 3)} | "
                          f"{fmt(v['alpha'], v['alpha_std'], 3)} |")
     return lines + [""]
+
+
+def _electronegativity_sentence(card: dict) -> str:
+    """' Electronegativity term: χ … fitted on …' for a model with that term (docs/electronegativity.md)."""
+    term = card.get("electronegativity")
+    if not term:
+        return ""
+    chi = ", ".join(f"{s} {v:.1f}" for s, v in term["chi_kj_mol_e"].items())
+    return (f" Electronegativity term E_χ = Σ χ (q − q_ref) (docs/electronegativity.md): χ (kJ/mol/e) {chi}, "
+            f"fitted to make the learned charges nearly stationary on frames of {', '.join(term['fitted_on'])}.")
 
 
 def _hydration_text(hydration: dict) -> str:

@@ -266,6 +266,9 @@ class Info(Command):
             print(f"  {key + ':':15s} {scaling['factors']}  ({scaling['source']})")
         if card.get("fixed_terms"):
             print(f"  fixed terms:    {card['fixed_terms']}")
+        if card.get("electronegativity"):
+            chi = ", ".join(f"{s} {v:.1f}" for s, v in card["electronegativity"]["chi_kj_mol_e"].items())
+            print(f"  electronegativity term: χ (kJ/mol/e) {chi}  (fitted on {card['electronegativity']['fitted_on']})")
         for split, m in card.get("metrics", {}).items():
             print(format_metrics(m, split, indent="  "))
         return 0

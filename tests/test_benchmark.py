@@ -180,6 +180,15 @@ def test_report_never_calls_a_hand_set_water_factor_a_prediction():
     assert "not fitted to transport" not in hand_set and "1.11" in hand_set and "fitted parameter" in hand_set
 
 
+def test_report_names_the_electronegativity_term_and_its_runs():
+    from polarff.benchmark import _electronegativity_sentence
+
+    assert _electronegativity_sentence({}) == ""
+    text = _electronegativity_sentence({"electronegativity": {"chi_kj_mol_e": {"O": -107.14, "Na": 626.3},
+                                                              "fitted_on": ["a/polarff-nacl"], "note": ""}})
+    assert "O -107.1, Na 626.3" in text and "a/polarff-nacl" in text
+
+
 def test_pair_hydration_energy_is_the_difference_of_block_means_split_by_term():
     from polarff.analysis.structure import pair_hydration_energy
     from polarff.errors import InputError

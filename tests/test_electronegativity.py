@@ -100,7 +100,7 @@ def test_isolated_molecules_and_ions_have_zero_electronegativity_energy(fitted, 
         assert abs(float(props["electronegativity_energy"].detach())) < 1e-9, names
 
 
-def test_round_trip_and_clear_errors(fitted, salt_run, tmp_path, trained_model):
+def test_round_trip_and_clear_errors(fitted, salt_run, tmp_path, trained_model, capsys):
     from polarff.artifact import load_model
     from polarff.cli import main
 
@@ -122,3 +122,5 @@ def test_round_trip_and_clear_errors(fitted, salt_run, tmp_path, trained_model):
     assert main(["fit-electronegativity", str(trained_model[2]), str(salt_run), "-o", str(out), "--frames", "4"]) == 0
     assert load_model(out).electronegativity["chi_kj_mol_e"].keys() == term["chi_kj_mol_e"].keys()
     assert main(["fit-electronegativity", str(trained_model[2]), str(salt_run), "-o", str(out), "--frames", "1"]) == 2
+    assert main(["info", str(out)]) == 0
+    assert "electronegativity term: χ (kJ/mol/e) " in capsys.readouterr().out
