@@ -123,3 +123,22 @@ def test_model_card_names_its_fixed_terms():
     assert model_fixed_terms(shipped) == [forcefield_path("polarff_nacl_gfn2_fixed_terms")]
     shipped.card.pop("fixed_terms")
     assert model_fixed_terms(shipped) == [forcefield_path("polarff_fixed_terms")]
+
+
+@pytest.mark.parametrize("variant", ["water111", "dipole"])
+def test_shipped_electronegativity_models_keep_their_base_model(variant):
+    """nacl_gfn2_<variant>_chi.pff: the base model's network and fixed terms plus a fitted χ for every species."""
+    from polarff.artifact import load_model
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    base, chi = load_model(folder + f"nacl_gfn2_{variant}.pff"), load_model(folder + f"nacl_gfn2_{variant}_chi.pff")
+    assert base.electronegativity is None
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(chi.weights[name], weights)
+    assert chi.card["fixed_terms"] == base.card["fixed_terms"] == f"polarff_nacl_gfn2_{variant}_fixed_terms"
+    term = chi.electronegativity
+    assert set(term["chi_kj_mol_e"]) == set(term["reference_charges_e"]) == {"H", "O", "Na", "Cl"}
+    assert term["reference_charges_e"]["Na"] == 1.0 and term["reference_charges_e"]["Cl"] == -1.0
+    # the fit lowered the held-out charge-gradient force of every species
+    rms = term["rms_charge_gradient_force_kj_mol_nm"]
+    assert all(rms["held_out_after"][s] < rms["held_out_before"][s] for s in term["chi_kj_mol_e"])
