@@ -130,7 +130,7 @@ def charge_gradient_forces(potential, positions_nm: np.ndarray, box_nm: np.ndarr
 
 
 def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n_frames: int = 40,
-                          progress: bool = True) -> dict:
+                          progress: bool = True, tied: Sequence[str] = ()) -> dict:
     """Fit the electronegativity term of ``model`` on frames of finished polarff runs.
 
     Parameters
@@ -143,6 +143,9 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
         Frames per run, evenly spaced; the even-numbered ones are fitted, the odd ones held out.
     progress : bool
         Print one line per run.
+    tied : sequence of str
+        Species that share one χ (e.g. ``("O", "H")``: charge moved inside a water molecule then costs no
+        energy, only charge moved between molecules and ions does).
 
     Returns
     -------
@@ -153,15 +156,22 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
     Raises
     ------
     ConfigError
-        If fewer than 2 frames per run are asked for.
+        If fewer than 2 frames per run are asked for, or ``tied`` names a species the model lacks.
     """
     from polarff.simulate import load_trajectory
 
     if n_frames < 2:
         raise ConfigError(f"--frames: expected at least 2 (half are held out), found {n_frames}")
     species = list(model.species)
+    unknown = sorted(set(tied) - set(species))
+    if unknown:
+        raise ConfigError(f"--tie: species {unknown} are not in the model (model species: {species})")
     old = model.electronegativity or {}
     chi_old = np.array([float(old.get("chi_kj_mol_e", {}).get(s, 0.0)) for s in species])
+    old_tied = {s: old["chi_kj_mol_e"][s] for s in tied if s in old.get("chi_kj_mol_e", {})}
+    if len(set(old_tied.values())) > 1:
+        raise ConfigError(f"--tie: the model's existing term has different χ for {sorted(old_tied)} "
+                          f"({old_tied}); refit the model without the term")
     fit_rows, test_rows, present, q_ref, fitted_on = [], [], np.zeros(len(species), bool), {}, []
     for run_dir in run_dirs:
         potential, topology, symbols = potential_for_run(run_dir, model)
@@ -179,14 +189,21 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
             print(f"  {run_dir}: {n_frames} frames of {len(traj['positions'])}", flush=True)
     A = np.concatenate([np.moveaxis(c, 0, -1).reshape(-1, len(species)) for _, c, _ in fit_rows])
     b = np.concatenate([f.reshape(-1) for f, _, _ in fit_rows])
+    # parameters: one per free species present, one shared by the tied species (columns summed)
+    groups = [[k] for k, s in enumerate(species) if present[k] and s not in tied]
+    shared = [k for k, s in enumerate(species) if present[k] and s in tied]
+    groups += [shared] if shared else []
+    design = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
+    solution, *_ = np.linalg.lstsq(design, -b, rcond=None)
     delta = np.zeros(len(species))
-    delta[present], *_ = np.linalg.lstsq(A[:, present], -b, rcond=None)
+    for value, group in zip(solution, groups):
+        delta[group] = value
     chi = chi_old + delta
     before = _rms_by_species(test_rows, np.zeros(len(species)), species)
     after = _rms_by_species(test_rows, delta, species)
     return {"chi_kj_mol_e": {s: float(chi[k]) for k, s in enumerate(species) if present[k]},
             "reference_charges_e": {s: q_ref[s] for s in species if s in q_ref},
-            "fitted_on": fitted_on,
+            "fitted_on": fitted_on, "tied": sorted(tied),
             "rms_charge_gradient_force_kj_mol_nm": {"held_out_before": before, "held_out_after": after}}
 
 
@@ -225,12 +242,14 @@ class FitElectronegativity(Command):
         p.add_argument("--frames", type=int, default=40,
                        help="frames per run, evenly spaced; half fitted, half held out (default 40)")
         p.add_argument("--note", default="", help="free text stored in the model card")
+        p.add_argument("--tie", nargs="+", default=[], metavar="SPECIES",
+                       help="species that share one χ (e.g. --tie O H: no energy for charge moved inside a water)")
 
     @staticmethod
     def run(args):
         model = load_model(args.model)
         print(f"fitting the electronegativity term of {args.model} on {len(args.runs)} run(s)")
-        term = fit_electronegativity(model, args.runs, args.frames)
+        term = fit_electronegativity(model, args.runs, args.frames, tied=args.tie)
         rms = term["rms_charge_gradient_force_kj_mol_nm"]
         print("species   χ (kJ/mol/e)   q_ref (e)   RMS charge-gradient force, held out (kJ/mol/nm): before → after")
         for s, chi in term["chi_kj_mol_e"].items():

@@ -124,3 +124,16 @@ def test_round_trip_and_clear_errors(fitted, salt_run, tmp_path, trained_model, 
     assert main(["fit-electronegativity", str(trained_model[2]), str(salt_run), "-o", str(out), "--frames", "1"]) == 2
     assert main(["info", str(out)]) == 0
     assert "electronegativity term: χ (kJ/mol/e) " in capsys.readouterr().out
+
+
+def test_tied_species_share_one_chi(trained_model, salt_run, fitted):
+    from polarff.errors import ConfigError
+
+    model, _, with_term = fitted
+    tied = fit_electronegativity(model, [salt_run], n_frames=8, progress=False, tied=("O", "H"))
+    chi = tied["chi_kj_mol_e"]
+    assert chi["O"] == chi["H"] and chi["Na"] != chi["O"] and tied["tied"] == ["H", "O"]
+    with pytest.raises(ConfigError, match=r"\['Xx'\]"):
+        fit_electronegativity(model, [salt_run], n_frames=8, progress=False, tied=("Xx",))
+    with pytest.raises(ConfigError, match="different χ"):  # an existing untied term cannot be refitted tied
+        fit_electronegativity(with_term, [salt_run], n_frames=8, progress=False, tied=("O", "H"))
