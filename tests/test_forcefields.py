@@ -92,7 +92,8 @@ def test_fixed_terms_energy_is_the_baseline_without_coulomb():
 
 
 @pytest.mark.parametrize("name", ["polarff_nacl_gfn2_fixed_terms", "polarff_nacl_gfn2_esp_fixed_terms",
-                                  "polarff_nacl_gfn2_dipole_fixed_terms", "polarff_nacl_gfn2_water111_fixed_terms"])
+                                  "polarff_nacl_gfn2_dipole_fixed_terms", "polarff_nacl_gfn2_water111_fixed_terms",
+                                  "polarff_nacl_gfn2_dipole_chi_fixed_terms"])
 def test_rebalanced_nacl_fixed_terms_differ_from_tip3p_only_in_the_fitted_radii(name):
     """Rebalanced fixed terms: zero charges, TIP3P geometry and masses, new sigma for O and Cl only."""
     topology, positions, box = build_ion_box("NaCl", 2, 24, seed=1)
