@@ -75,15 +75,15 @@ def isolated_reference_charges(model: PolarffModel, topology, positions_nm: np.n
 
     symbols = topology_symbols(topology)
     values: dict[str, list[float]] = {}
-    seen: set[tuple] = set()
+    networks: dict[tuple, ChargeModel] = {}  # one per composition
     for residue in topology.residues():
         index = [a.index for a in residue.atoms()]
         names = tuple(symbols[i] for i in index)
-        if names in seen and len(index) == 1:
+        if names in networks and len(index) == 1:  # a lone ion's charge is its formal charge
             continue
-        seen.add(names)
-        charge = float(sum(FORMAL_CHARGES.get(s, 0) for s in names))
-        net = ChargeModel(model, list(names), charge)
+        if names not in networks:
+            networks[names] = ChargeModel(model, list(names), float(sum(FORMAL_CHARGES.get(s, 0) for s in names)))
+        net = networks[names]
         pos = torch.tensor(np.asarray(positions_nm)[index] * 10.0, dtype=torch.float64)
         with torch.no_grad():
             q, _ = net(pos, torch.zeros((3, 3), dtype=torch.float64), False)
