@@ -47,7 +47,7 @@ def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None):
     -------
     potential, topology, symbols (ndarray of str)
     """
-    from polarff.openmm.system import build_potential, topology_symbols
+    from polarff.openmm.system import build_potential, electrostatics_options, topology_symbols
     from polarff.simulate import read_pdb
 
     run_dir = Path(run_dir)
@@ -59,8 +59,7 @@ def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None):
         raise InputError("the run has no polarff model (a fixed-charge baseline?)",
                          field=f"{run_dir}/run.json: config.model", expected="a .pff path", found="none")
     topology, _, _ = read_pdb(str(run_dir / "start.pdb"))
-    cutoff = config["cutoff_nm"]
-    options = {"cutoff_nm": cutoff, "induction_cutoff_nm": min(cutoff, 0.9), **(config.get("electrostatics") or {})}
+    options = electrostatics_options(config["cutoff_nm"], config.get("electrostatics"))
     potential = build_potential(model or load_model(config["model"]), topology, electrostatics=options)
     return potential, topology, np.array(topology_symbols(topology))
 

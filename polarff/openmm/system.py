@@ -60,6 +60,12 @@ def check_species(model: PolarffModel, symbols: Sequence[str]) -> None:
                          f"(model species: {model.species}); train a model that includes them")
 
 
+def electrostatics_options(cutoff_nm: float, overrides: dict | None = None) -> dict:
+    """Options of :class:`polarff.runtime.electrostatics.Electrostatics` that :func:`create_system` uses: the
+    nonbonded cutoff (nm) for real-space Ewald, induction truncated at min(cutoff, 0.9 nm), then ``overrides``."""
+    return {"cutoff_nm": cutoff_nm, "induction_cutoff_nm": min(cutoff_nm, 0.9), **(overrides or {})}
+
+
 def build_potential(model: PolarffModel, topology, atoms: Sequence[int] | None = None,
                     total_charge: float | None = None, electrostatics: dict | None = None):
     """A :class:`polarff.openmm.potential.PolarffPotential` for ``topology`` (scripted with TorchScript)."""
@@ -253,9 +259,8 @@ def create_system(model, topology, *, implementation: str = "torch", nonbonded_c
                               f"({half:.3f} nm)")
     system = fixed_terms_system(topology, nonbonded_cutoff_nm, forcefield_files or model_fixed_terms(model),
                                 rigid_water, remove_cm_motion)
-    options = {"cutoff_nm": nonbonded_cutoff_nm, "induction_cutoff_nm": min(nonbonded_cutoff_nm, 0.9)}
-    options.update(electrostatics or {})
-    module = build_potential(model, topology, None, total_charge, options)
+    module = build_potential(model, topology, None, total_charge,
+                             electrostatics_options(nonbonded_cutoff_nm, electrostatics))
     system.addForce(make_force(module, periodic, implementation, use_cuda_graphs))
     return system
 
