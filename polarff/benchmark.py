@@ -1068,6 +1068,12 @@ def _electronegativity_sentence(card: dict) -> str:
     if not term:
         return ""
     chi = ", ".join(f"{s} {v:.1f}" for s, v in term["chi_kj_mol_e"].items())
+    hardness = term.get("hardness_kj_mol_e2", {})
+    if hardness:
+        values = ", ".join(f"{s} {v:.1f}" for s, v in hardness.items())
+        return (f" Electronegativity term E_χ = Σ [χ (q − q_ref) + ½ J (q − q_ref)²] (docs/electronegativity.md): "
+                f"χ (kJ/mol/e) {chi}; hardness J (kJ/mol/e²) {values}, fitted with χ to make the learned charges "
+                f"nearly stationary on frames of {', '.join(term['fitted_on'])}.")
     return (f" Electronegativity term E_χ = Σ χ (q − q_ref) (docs/electronegativity.md): χ (kJ/mol/e) {chi}, "
             f"fitted to make the learned charges nearly stationary on frames of {', '.join(term['fitted_on'])}.")
 

@@ -267,8 +267,11 @@ class Info(Command):
         if card.get("fixed_terms"):
             print(f"  fixed terms:    {card['fixed_terms']}")
         if card.get("electronegativity"):
-            chi = ", ".join(f"{s} {v:.1f}" for s, v in card["electronegativity"]["chi_kj_mol_e"].items())
-            print(f"  electronegativity term: χ (kJ/mol/e) {chi}  (fitted on {card['electronegativity']['fitted_on']})")
+            term = card["electronegativity"]
+            chi = ", ".join(f"{s} {v:.1f}" for s, v in term["chi_kj_mol_e"].items())
+            hardness = ", ".join(f"{s} {v:.1f}" for s, v in term.get("hardness_kj_mol_e2", {}).items())
+            hardness = f", J (kJ/mol/e²) {hardness}" if hardness else ""
+            print(f"  electronegativity term: χ (kJ/mol/e) {chi}{hardness}  (fitted on {term['fitted_on']})")
         for split, m in card.get("metrics", {}).items():
             print(format_metrics(m, split, indent="  "))
         return 0

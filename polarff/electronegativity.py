@@ -92,8 +92,9 @@ def isolated_reference_charges(model: PolarffModel, topology, positions_nm: np.n
 
 
 def charge_gradient_forces(potential, positions_nm: np.ndarray, box_nm: np.ndarray | None,
-                           species_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The charge-gradient force of one frame and its change per unit χ of each species.
+                           species_masks: np.ndarray, reference_charges: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The charge-gradient force of one frame and its change per unit χ and per unit J of each species.
 
     Parameters
     ----------
@@ -102,14 +103,18 @@ def charge_gradient_forces(potential, positions_nm: np.ndarray, box_nm: np.ndarr
         Frame (nm).
     species_masks : ndarray (S, N) of bool
         Atoms of each species.
+    reference_charges : ndarray (N,)
+        q_ref of each atom (e).
 
     Returns
     -------
     force : ndarray (N, 3)
         −Σ_i (∂E/∂q_i) ∇q_i in kJ/mol/nm (∂E/∂q at fixed positions and polarizabilities; the model's own
         electronegativity term included).
-    columns : ndarray (S, N, 3)
+    chi_columns : ndarray (S, N, 3)
         −∇ Σ_{i∈s} q_i: the force that adding 1 kJ/mol/e to χ_s adds.
+    hardness_columns : ndarray (S, N, 3)
+        −∇ ½ Σ_{i∈s} (q_i − q_ref,i)²: the force that adding 1 kJ/mol/e² to J_s adds.
     """
     import torch
 
@@ -120,22 +125,22 @@ def charge_gradient_forces(potential, positions_nm: np.ndarray, box_nm: np.ndarr
     energy = potential.energy_from_charges(pos.detach(), box, q_held, alpha.detach())
     (phi,) = torch.autograd.grad(energy, q_held)
     (grad,) = torch.autograd.grad(torch.sum(phi * q), pos, retain_graph=True)
-    columns = []
     masks = torch.tensor(np.asarray(species_masks), dtype=torch.float64)
-    for k in range(masks.shape[0]):
-        (g,) = torch.autograd.grad(torch.sum(masks[k] * q), pos, retain_graph=k < masks.shape[0] - 1)
-        columns.append(-g.numpy())
-    return -grad.numpy(), np.array(columns)
+    dq = q - torch.tensor(np.asarray(reference_charges, dtype=np.float64))
+    sums = [torch.sum(m * q) for m in masks] + [0.5 * torch.sum(m * dq * dq) for m in masks]
+    columns = [-torch.autograd.grad(value, pos, retain_graph=k < len(sums) - 1)[0].numpy()
+               for k, value in enumerate(sums)]
+    return -grad.numpy(), np.array(columns[:len(masks)]), np.array(columns[len(masks):])
 
 
 def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n_frames: int = 40,
-                          progress: bool = True, tied: Sequence[str] = ()) -> dict:
+                          progress: bool = True, tied: Sequence[str] = (), hardness: Sequence[str] = ()) -> dict:
     """Fit the electronegativity term of ``model`` on frames of finished polarff runs.
 
     Parameters
     ----------
     model : PolarffModel
-        Model to fit the term for (an existing term is refined: its χ are the starting point).
+        Model to fit the term for (an existing term is refined: its χ and J are the starting point).
     run_dirs : sequence of path
         ``polarff simulate`` output folders (their ``start.pdb``, ``run.json`` and trajectory).
     n_frames : int
@@ -144,29 +149,37 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
         Print one line per run.
     tied : sequence of str
         Species that share one χ (e.g. ``("O", "H")``: charge moved inside a water molecule then costs no
-        energy, only charge moved between molecules and ions does).
+        first-order energy, only charge moved between molecules and ions does).
+    hardness : sequence of str
+        Species that get a hardness J (second-order term ½ J (q − q_ref)²), fitted with χ. Only species
+        whose charge varies with the environment (water O and H); a monatomic ion's charge barely changes,
+        so its J would only duplicate its χ.
 
     Returns
     -------
     dict
-        The term as stored in the model (``chi_kj_mol_e``, ``reference_charges_e``) with ``fitted_on`` and
-        the RMS charge-gradient force per species (kJ/mol/nm) on the held-out frames before and after.
+        The term as stored in the model (``chi_kj_mol_e``, ``reference_charges_e``, ``hardness_kj_mol_e2``
+        for a fit with ``hardness``) with ``fitted_on`` and the RMS charge-gradient force per species
+        (kJ/mol/nm) on the held-out frames before and after.
 
     Raises
     ------
     ConfigError
-        If fewer than 2 frames per run are asked for, or ``tied`` names a species the model lacks.
+        If fewer than 2 frames per run are asked for, or ``tied`` or ``hardness`` names a species the model
+        lacks.
     """
     from polarff.simulate import load_trajectory
 
     if n_frames < 2:
         raise ConfigError(f"--frames: expected at least 2 (half are held out), found {n_frames}")
     species = list(model.species)
-    unknown = sorted(set(tied) - set(species))
-    if unknown:
-        raise ConfigError(f"--tie: species {unknown} are not in the model (model species: {species})")
+    for option, names in (("--tie", tied), ("--hardness", hardness)):
+        unknown = sorted(set(names) - set(species))
+        if unknown:
+            raise ConfigError(f"{option}: species {unknown} are not in the model (model species: {species})")
     old = model.electronegativity or {}
     chi_old = np.array([float(old.get("chi_kj_mol_e", {}).get(s, 0.0)) for s in species])
+    j_old = np.array([float(old.get("hardness_kj_mol_e2", {}).get(s, 0.0)) for s in species])
     old_tied = {s: old["chi_kj_mol_e"][s] for s in tied if s in old.get("chi_kj_mol_e", {})}
     if len(set(old_tied.values())) > 1:
         raise ConfigError(f"--tie: the model's existing term has different χ for {sorted(old_tied)} "
@@ -178,32 +191,50 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
         masks = np.array([symbols == s for s in species])
         present |= masks.any(axis=1)
         q_ref.update(isolated_reference_charges(model, topology, traj["positions"][0]))
+        q_ref = dict(q_ref, **old.get("reference_charges_e", {}))  # a refit keeps the term's own q_ref
+        reference = np.array([q_ref[s] for s in symbols])
         picks = np.linspace(0, len(traj["positions"]) - 1, n_frames).astype(int)
         for k, frame in enumerate(picks):
             box = traj["box"][frame] if "box" in traj else None
-            force, columns = charge_gradient_forces(potential, traj["positions"][frame], box, masks)
-            (fit_rows if k % 2 == 0 else test_rows).append((force, columns, symbols))
+            force, chi_columns, j_columns = charge_gradient_forces(potential, traj["positions"][frame], box, masks,
+                                                                   reference)
+            (fit_rows if k % 2 == 0 else test_rows).append((force, np.concatenate([chi_columns, j_columns]),
+                                                            symbols))
         fitted_on.append({"run": str(run_dir), "frames": int(n_frames), "atoms": int(len(symbols))})
         if progress:
             print(f"  {run_dir}: {n_frames} frames of {len(traj['positions'])}", flush=True)
-    A = np.concatenate([np.moveaxis(c, 0, -1).reshape(-1, len(species)) for _, c, _ in fit_rows])
-    b = np.concatenate([f.reshape(-1) for f, _, _ in fit_rows])
-    # parameters: one per free species present, one shared by the tied species (columns summed)
+    # parameters: χ of each free species present, one χ shared by the tied species (columns summed), then
+    # J of each hardness species present; columns of the rows are χ_1..χ_S, J_1..J_S
+    S = len(species)
     groups = [[k] for k, s in enumerate(species) if present[k] and s not in tied]
     shared = [k for k, s in enumerate(species) if present[k] and s in tied]
     groups += [shared] if shared else []
+    groups += [[S + k] for k, s in enumerate(species) if present[k] and s in hardness]
+    A = np.concatenate([np.moveaxis(c, 0, -1).reshape(-1, 2 * S) for _, c, _ in fit_rows])
+    b = np.concatenate([f.reshape(-1) for f, _, _ in fit_rows])
     design = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
-    solution, *_ = np.linalg.lstsq(design, -b, rcond=None)
-    delta = np.zeros(len(species))
+    # columns scaled to unit norm; the χ columns sum to zero (Σ_i ∇q_i = 0 at fixed total charge), and the
+    # cut-off drops that direction, which round-off would otherwise turn into a huge common χ shift
+    scale = np.linalg.norm(design, axis=0)
+    scale[scale == 0] = 1.0
+    solution, *_ = np.linalg.lstsq(design / scale, -b, rcond=1e-9)
+    solution = solution / scale
+    n_chi = len(groups) - sum(1 for s in species if s in hardness and present[species.index(s)])
+    solution[:n_chi] -= solution[:n_chi].mean()  # the minimum-norm choice of the free common χ constant
+    delta = np.zeros(2 * S)
     for value, group in zip(solution, groups):
         delta[group] = value
-    chi = chi_old + delta
-    before = _rms_by_species(test_rows, np.zeros(len(species)), species)
+    chi, j = chi_old + delta[:S], j_old + delta[S:]
+    before = _rms_by_species(test_rows, np.zeros(2 * S), species)
     after = _rms_by_species(test_rows, delta, species)
-    return {"chi_kj_mol_e": {s: float(chi[k]) for k, s in enumerate(species) if present[k]},
-            "reference_charges_e": {s: q_ref[s] for s in species if s in q_ref},
-            "fitted_on": fitted_on, "tied": sorted(tied),
-            "rms_charge_gradient_force_kj_mol_nm": {"held_out_before": before, "held_out_after": after}}
+    term = {"chi_kj_mol_e": {s: float(chi[k]) for k, s in enumerate(species) if present[k]},
+            "reference_charges_e": {s: q_ref[s] for s in species if s in q_ref}}
+    j_species = sorted(set(hardness) | {s for s in old.get("hardness_kj_mol_e2", {})})
+    if j_species:
+        term["hardness_kj_mol_e2"] = {s: float(j[species.index(s)]) for s in species
+                                      if s in j_species and present[species.index(s)]}
+    return dict(term, fitted_on=fitted_on, tied=sorted(tied),
+                rms_charge_gradient_force_kj_mol_nm={"held_out_before": before, "held_out_after": after})
 
 
 def _rms_by_species(rows, delta: np.ndarray, species: list[str]) -> dict[str, float]:
@@ -222,7 +253,10 @@ def with_electronegativity(model: PolarffModel, term: dict, note: str = "") -> P
     """A copy of ``model`` carrying the electronegativity ``term``; the card records its origin."""
     out = copy.deepcopy(model)
     out.electronegativity = term
-    out.card = dict(out.card, electronegativity={"chi_kj_mol_e": term["chi_kj_mol_e"],
+    summary = {"chi_kj_mol_e": term["chi_kj_mol_e"]}
+    if term.get("hardness_kj_mol_e2"):
+        summary["hardness_kj_mol_e2"] = term["hardness_kj_mol_e2"]
+    out.card = dict(out.card, electronegativity={**summary,
                                                  "fitted_on": [r["run"] for r in term.get("fitted_on", [])],
                                                  "note": note})
     return out
@@ -243,17 +277,26 @@ class FitElectronegativity(Command):
         p.add_argument("--note", default="", help="free text stored in the model card")
         p.add_argument("--tie", nargs="+", default=[], metavar="SPECIES",
                        help="species that share one χ (e.g. --tie O H: no energy for charge moved inside a water)")
+        p.add_argument("--hardness", nargs="+", default=[], metavar="SPECIES",
+                       help="species that also get a hardness J, the second-order term ½ J (q − q_ref)² "
+                            "(e.g. --hardness O H; not for monatomic ions, whose charge barely varies)")
 
     @staticmethod
     def run(args):
         model = load_model(args.model)
         print(f"fitting the electronegativity term of {args.model} on {len(args.runs)} run(s)")
-        term = fit_electronegativity(model, args.runs, args.frames, tied=args.tie)
+        term = fit_electronegativity(model, args.runs, args.frames, tied=args.tie, hardness=args.hardness)
         rms = term["rms_charge_gradient_force_kj_mol_nm"]
-        print("species   χ (kJ/mol/e)   q_ref (e)   RMS charge-gradient force, held out (kJ/mol/nm): before → after")
+        hardness = term.get("hardness_kj_mol_e2", {})
+        print("species   χ (kJ/mol/e)   J (kJ/mol/e²)   q_ref (e)   "
+              "RMS charge-gradient force, held out (kJ/mol/nm): before → after")
         for s, chi in term["chi_kj_mol_e"].items():
-            print(f"{s:8s} {chi:12.1f} {term['reference_charges_e'].get(s, float('nan')):11.4f}"
+            j = f"{hardness[s]:13.1f}" if s in hardness else f"{'—':>13s}"
+            print(f"{s:8s} {chi:12.1f}   {j} {term['reference_charges_e'].get(s, float('nan')):11.4f}"
                   f"   {rms['held_out_before'].get(s, float('nan')):8.1f} → {rms['held_out_after'].get(s, float('nan')):.1f}")
+            if s in hardness and hardness[s] < 0:
+                print(f"  warning: J of {s} is negative (charge deviations lower the energy); the fit is "
+                      "compensating another error, check it against held-out runs")
         with_electronegativity(model, term, args.note).save(args.output)
         print(f"wrote {args.output}")
         return 0

@@ -187,6 +187,10 @@ def test_report_names_the_electronegativity_term_and_its_runs():
     text = _electronegativity_sentence({"electronegativity": {"chi_kj_mol_e": {"O": -107.14, "Na": 626.3},
                                                               "fitted_on": ["a/polarff-nacl"], "note": ""}})
     assert "O -107.1, Na 626.3" in text and "a/polarff-nacl" in text
+    text = _electronegativity_sentence({"electronegativity": {"chi_kj_mol_e": {"O": -59.3, "Na": 679.8},
+                                                              "hardness_kj_mol_e2": {"O": 931.7},
+                                                              "fitted_on": ["a/polarff-nacl"], "note": ""}})
+    assert "½ J (q − q_ref)²" in text and "J (kJ/mol/e²) O 931.7" in text and "a/polarff-nacl" in text
 
 
 def test_pair_hydration_energy_is_the_difference_of_block_means_split_by_term():

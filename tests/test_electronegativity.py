@@ -36,6 +36,14 @@ def fitted(trained_model, salt_run):
     return model, term, with_electronegativity(model, term, "test")
 
 
+@pytest.fixture(scope="module")
+def fitted_hardness(trained_model, salt_run):
+    """The term with O and H tied and a hardness J for O and H."""
+    model = trained_model[0]
+    term = fit_electronegativity(model, [salt_run], n_frames=8, progress=False, tied=("O", "H"), hardness=("O", "H"))
+    return model, term, with_electronegativity(model, term, "test")
+
+
 def _total_rms(rms: dict) -> float:
     return float(np.sqrt(np.mean(np.square(list(rms.values())))))
 
@@ -56,11 +64,12 @@ def test_fit_lowers_the_charge_gradient_force_and_a_refit_leaves_chi_unchanged(f
         _total_rms(rms["held_out_after"]), rel=1e-6)
 
 
-def test_forces_are_minus_the_gradient_and_the_term_is_sum_chi_dq(fitted, salt_run):
+@pytest.mark.parametrize("variant", ["fitted", "fitted_hardness"])
+def test_forces_are_minus_the_gradient_and_the_term_is_sum_chi_dq(variant, salt_run, request):
     from polarff.openmm.potential import energy_and_forces
     from polarff.simulate import load_trajectory
 
-    _, term, with_term = fitted
+    _, term, with_term = request.getfixturevalue(variant)
     potential, _, symbols = potential_for_run(salt_run, with_term)
     traj = load_trajectory(str(salt_run))
     x, box = traj["positions"][-1], traj["box"][-1]
@@ -75,18 +84,21 @@ def test_forces_are_minus_the_gradient_and_the_term_is_sum_chi_dq(fitted, salt_r
     q = props["charges"].detach().numpy()
     chi = np.array([term["chi_kj_mol_e"][s] for s in symbols])
     q_ref = np.array([term["reference_charges_e"][s] for s in symbols])
-    assert float(props["electronegativity_energy"].detach()) == pytest.approx(float(np.sum(chi * (q - q_ref))), rel=1e-10)
+    hardness = np.array([term.get("hardness_kj_mol_e2", {}).get(s, 0.0) for s in symbols])
+    expected = np.sum(chi * (q - q_ref) + 0.5 * hardness * (q - q_ref) ** 2)
+    assert float(props["electronegativity_energy"].detach()) == pytest.approx(float(expected), rel=1e-10)
     parts = props["permanent_energy"] + props["induction_energy"] + props["electronegativity_energy"]
     assert float(parts.detach()) == pytest.approx(energy, rel=1e-10)
 
 
-def test_isolated_molecules_and_ions_have_zero_electronegativity_energy(fitted, salt_run):
+@pytest.mark.parametrize("variant", ["fitted", "fitted_hardness"])
+def test_isolated_molecules_and_ions_have_zero_electronegativity_energy(variant, salt_run, request):
     from openmm import app
 
     from polarff.openmm.system import build_potential
     from polarff.simulate import load_trajectory
 
-    _, _, with_term = fitted
+    _, _, with_term = request.getfixturevalue(variant)
     _, topology, symbols = potential_for_run(salt_run)
     first_water = [a.index for a in next(r for r in topology.residues() if r.name == "HOH").atoms()]
     water_xyz = load_trajectory(str(salt_run))["positions"][3][first_water]  # rigid: the reference geometry
@@ -137,3 +149,36 @@ def test_tied_species_share_one_chi(trained_model, salt_run, fitted):
         fit_electronegativity(model, [salt_run], n_frames=8, progress=False, tied=("Xx",))
     with pytest.raises(ConfigError, match="different χ"):  # an existing untied term cannot be refitted tied
         fit_electronegativity(with_term, [salt_run], n_frames=8, progress=False, tied=("O", "H"))
+
+
+def test_hardness_is_fitted_for_the_named_species_and_a_refit_leaves_it_unchanged(fitted_hardness, trained_model,
+                                                                                  salt_run, tmp_path, capsys):
+    from polarff.cli import main
+    from polarff.errors import ConfigError
+
+    model, term, with_term = fitted_hardness
+    assert set(term["hardness_kj_mol_e2"]) == {"H", "O"}  # monatomic ions get none
+    assert term["chi_kj_mol_e"]["O"] == term["chi_kj_mol_e"]["H"]
+    tied_only = fit_electronegativity(model, [salt_run], n_frames=8, progress=False, tied=("O", "H"))
+    assert "hardness_kj_mol_e2" not in tied_only
+    # J adds freedom only for the water atoms' charge changes: their held-out force does not get worse
+    after, without = (t["rms_charge_gradient_force_kj_mol_nm"]["held_out_after"] for t in (term, tied_only))
+    assert _total_rms(after) < _total_rms(term["rms_charge_gradient_force_kj_mol_nm"]["held_out_before"])
+    assert after["O"] <= 1.05 * without["O"] and after["H"] <= 1.05 * without["H"]
+    # a refit on the same frames keeps χ, J and q_ref
+    again = fit_electronegativity(with_term, [salt_run], n_frames=8, progress=False, tied=("O", "H"),
+                                  hardness=("O", "H"))
+    for key in ("chi_kj_mol_e", "hardness_kj_mol_e2"):
+        for s, value in term[key].items():
+            assert again[key][s] == pytest.approx(value, rel=1e-6, abs=1e-6), (key, s)
+    assert again["reference_charges_e"] == term["reference_charges_e"]
+    with pytest.raises(ConfigError, match=r"--hardness: species \['Xx'\]"):
+        fit_electronegativity(model, [salt_run], n_frames=8, progress=False, hardness=("Xx",))
+    # command line and model card
+    out = tmp_path / "hardness.pff"
+    capsys.readouterr()
+    assert main(["fit-electronegativity", str(trained_model[2]), str(salt_run), "-o", str(out), "--frames", "4",
+                 "--tie", "O", "H", "--hardness", "O", "H"]) == 0
+    assert "J (kJ/mol/e²)" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    assert "J (kJ/mol/e²) H " in capsys.readouterr().out

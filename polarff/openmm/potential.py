@@ -9,8 +9,9 @@ Forces are ``−∂E/∂r`` by autograd through everything, including the depend
 polarizabilities on positions (the term that a parameter update in NonbondedForce would drop).
 
 A model fitted with :mod:`polarff.electronegativity` adds the electronegativity term
-E_χ = Σ_i χ_s(i) (q_i − q_ref,s(i)), which makes the learned charges nearly stationary points of the
-energy (as in charge equilibration) and is zero for isolated molecules and ions.
+E_χ = Σ_i [χ_s(i) (q_i − q_ref,s(i)) + ½ J_s(i) (q_i − q_ref,s(i))²] (first- and, where fitted, second-order
+charge equilibration), which makes the learned charges nearly stationary points of the energy and is zero
+for isolated molecules and ions.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ class PolarffPotential(torch.nn.Module):
         self.angstrom3_to_nm3 = ANGSTROM3_TO_NM3
         self.use_subset = atoms is not None
         self.register_buffer("atoms", torch.tensor(atoms if atoms is not None else [], dtype=torch.long))
-        chi, q_ref = electronegativity_per_atom(model, list(symbols))
+        chi, q_ref, hardness = electronegativity_per_atom(model, list(symbols))
         self.use_electronegativity = model.electronegativity is not None
         self.register_buffer("chi", torch.tensor(chi, dtype=torch.float64))
+        self.register_buffer("hardness", torch.tensor(hardness, dtype=torch.float64))
         self.register_buffer("reference_charges", torch.tensor(q_ref, dtype=torch.float64))
 
     def _select(self, positions: torch.Tensor, box: Optional[torch.Tensor]):
@@ -100,8 +102,9 @@ class PolarffPotential(torch.nn.Module):
 
     @torch.jit.export
     def electronegativity_energy(self, charges: torch.Tensor) -> torch.Tensor:
-        """E_χ = Σ_i χ_i (q_i − q_ref,i) in kJ/mol (0 for a model without the term)."""
-        return torch.sum(self.chi * (charges - self.reference_charges))
+        """E_χ = Σ_i [χ_i (q_i − q_ref,i) + ½ J_i (q_i − q_ref,i)²] in kJ/mol (0 for a model without the term)."""
+        dq = charges - self.reference_charges
+        return torch.sum(self.chi * dq + 0.5 * self.hardness * dq * dq)
 
     @torch.jit.export
     def energy_from_charges(self, positions: torch.Tensor, box: Optional[torch.Tensor], charges: torch.Tensor,
@@ -120,17 +123,19 @@ class PolarffPotential(torch.nn.Module):
 
 
 def electronegativity_per_atom(model: PolarffModel, symbols: List[str]) -> List[List[float]]:
-    """χ (kJ/mol/e) and reference charge (e) of each atom from the model's electronegativity term (zeros
-    without one)."""
+    """χ (kJ/mol/e), reference charge (e) and hardness J (kJ/mol/e², 0 where not fitted) of each atom from
+    the model's electronegativity term (zeros without one)."""
     term = model.electronegativity
     if term is None:
-        return [[0.0] * len(symbols), [0.0] * len(symbols)]
+        return [[0.0] * len(symbols), [0.0] * len(symbols), [0.0] * len(symbols)]
     chi, q_ref = term["chi_kj_mol_e"], term["reference_charges_e"]
     missing = sorted({s for s in symbols if s not in chi or s not in q_ref})
     if missing:
         raise ModelError(f"the model's electronegativity term has no χ or reference charge for {missing} "
                          f"(it has {sorted(chi)}); refit it on runs that contain these species")
-    return [[float(chi[s]) for s in symbols], [float(q_ref[s]) for s in symbols]]
+    hardness = term.get("hardness_kj_mol_e2", {})
+    return [[float(chi[s]) for s in symbols], [float(q_ref[s]) for s in symbols],
+            [float(hardness.get(s, 0.0)) for s in symbols]]
 
 
 def energy_and_forces(module: torch.nn.Module, positions_nm, box_nm=None):
