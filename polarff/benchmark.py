@@ -762,6 +762,9 @@ def _jsonable(obj):
 #: Coordination cutoffs (nm) for the solvation-shell diagnostics: ion–water-oxygen distances near the
 #: first minimum of the ion–O radial distribution function in water models.
 SHELL_CUTOFF_NM = {"Na": 0.32, "Cl": 0.38}
+#: Outer radius (nm) of the ion-environment charge (about the second solvation shell; capped at the minimum
+#: image).
+ENVIRONMENT_RADIUS_NM = 0.6
 
 
 def ion_structure(traj: dict) -> dict:
@@ -771,9 +774,14 @@ def ion_structure(traj: dict) -> dict:
     -------
     dict
         Per ion species: ``coordination`` (mean number of water O within :data:`SHELL_CUTOFF_NM`, minimum
-        image), ``displacement_nm`` (mean |r(end) − r(start)| of the unwrapped ions), and for NaCl
-        ``na_cl_distance_nm`` (mean, min) of the first Na–Cl pair.
+        image), ``displacement_nm`` (mean |r(end) − r(start)| of the unwrapped ions), ``environment_charge_e``
+        (net charge of the first ion of the species with the molecules within its first shell and within
+        :data:`ENVIRONMENT_RADIUS_NM`: ``radii_nm`` and ``charge`` = [(mean, error)] from
+        :func:`polarff.analysis.structure.ion_environment_charge`), and for NaCl ``na_cl_distance_nm``
+        (mean, min) of the first Na–Cl pair.
     """
+    from polarff.analysis.structure import ion_environment_charge
+
     symbols = np.asarray(traj["symbols"]).astype(str)
     residues = np.asarray(traj["residue_names"]).astype(str)
     pos = np.asarray(traj["positions"], dtype=np.float64)
@@ -790,6 +798,14 @@ def ion_structure(traj: dict) -> dict:
         r = np.linalg.norm(d, axis=-1)
         out[species] = {"coordination": float((r < cutoff).sum(axis=-1).mean()), "cutoff_nm": cutoff,
                         "displacement_nm": float(np.linalg.norm(pos[-1, ions] - pos[0, ions], axis=-1).mean())}
+        if "charges" in traj and "residue_index" in traj:
+            radii = [cutoff, min(ENVIRONMENT_RADIUS_NM, 0.49 * float(edges.min()))]
+            stride = max(1, len(pos) // 3000)  # 3000 frames are plenty for a mean charge
+            charges = np.asarray(traj["charges"])
+            q = charges[::stride] if charges.ndim == 2 else charges
+            charge = ion_environment_charge(pos[::stride], box[::stride], q, np.asarray(traj["residue_index"]),
+                                            int(ions[0]), radii)
+            out[species]["environment_charge_e"] = {"radii_nm": radii, "charge": charge}
     na, cl = np.flatnonzero(symbols == "Na"), np.flatnonzero(symbols == "Cl")
     if len(na) and len(cl):
         d = pos[:, cl[0]] - pos[:, na[0]]
@@ -1203,6 +1219,7 @@ def _report_diffusion(results) -> list[str]:
         lines.append(f"| {name} | {fmt(na.get('coordination'))} | {fmt(cl.get('coordination'))} | "
                      f"{fmt(na.get('displacement_nm'), None, 3)} | {fmt(cl.get('displacement_nm'), None, 3)} | "
                      f"{fmt(pair.get('mean'), None, 3)} / {fmt(pair.get('min'), None, 3)} |")
+    lines += _environment_charge_table(results.get("ions", {}))
     from polarff.analysis.structure import EXPERIMENT_PEAK_A
 
     lines += ["", "First peak of g(r), position in Å (height) — structure the Lennard-Jones radii of the polarff "
@@ -1222,6 +1239,26 @@ def _report_diffusion(results) -> list[str]:
     return lines + [""]
 
 
+def _environment_charge_table(ions: dict) -> list[str]:
+    """Markdown table of the ions' environment charge Q(R) (ion + molecules within R), or nothing."""
+    rows = [(name, v) for name, v in ions.items()
+            if all("environment_charge_e" in v.get(s, {}) for s in ("Na", "Cl"))]
+    if not rows:
+        return []
+    radii = {s: rows[0][1][s]["environment_charge_e"]["radii_nm"] for s in ("Na", "Cl")}
+    lines = ["", "Net charge of each ion together with the molecules whose centroid lies within R (e; minimum "
+             "image; `polarff.analysis.structure.ion_environment_charge`). In the physical electrolyte it reaches "
+             "the oxidation number ±1 once R encloses the charge the ion exchanged with its neighbours, so each "
+             "ion carries exactly ±1 (topological quantization of charge transport, F. Grasselli and S. Baroni, "
+             "Nat. Phys. 15, 967 (2019)):", "",
+             f"| run | Na+ R = {radii['Na'][0]:.2f} nm | Na+ R = {radii['Na'][1]:.2f} nm | "
+             f"Cl− R = {radii['Cl'][0]:.2f} nm | Cl− R = {radii['Cl'][1]:.2f} nm |", "|---|---|---|---|---|"]
+    for name, v in rows:
+        cells = [fmt(*value, digits=3) for s in ("Na", "Cl") for value in v[s]["environment_charge_e"]["charge"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _report_conductivity(results, rel) -> list[str]:
     salt = {n: t for n, t in results["transport"].items() if "conductivity" in t}
     if not salt:
@@ -1234,10 +1271,12 @@ def _report_conductivity(results, rel) -> list[str]:
              "long-time slope but converges only after the ~10 ps dielectric relaxation of water. "
              "EH formal = ±1 on the ions' positions only; GK = Green–Kubo plateau of dM/dt (forward "
              "differences); NE = Nernst–Einstein from the PBC diffusion coefficients with the model's mean ion "
-             "charges (no cross-correlations). Λ = σ_EH / c. For polarff both EH columns estimate the same "
-             "quantity: as long as the transferred charge stays with the ions' surroundings, transport is set by "
-             "the integer oxidation numbers (topological quantization of charge transport, F. Grasselli and "
-             "S. Baroni, Nat. Phys. 15, 967 (2019)); they differ in noise and in how long they take to converge.",
+             "charges (no cross-correlations). Λ = σ_EH / c. For polarff the two EH columns estimate the same "
+             "quantity only if the charge around each ion adds up to ±1 (the ion-environment charge in the "
+             "diffusion section; topological quantization of charge transport, F. Grasselli and S. Baroni, "
+             "Nat. Phys. 15, 967 (2019)). Where it falls short, σ EH is the conductivity of the model's own "
+             "charges, which carry less than one elementary charge per ion, and σ EH formal is the physical "
+             "conductivity of the model's ion dynamics.",
              "",
              "| run | σ EH | σ EH formal | σ GK | σ NE | Haven σ_NE/σ_EH | Λ EH (S cm²/mol) | Λ vs experiment "
              "| Λ EH formal | Λ formal vs experiment |",

@@ -43,3 +43,31 @@ def test_energy_per_water_counts_molecules_by_oxygen():
 
     symbols = ["O", "H", "H"] * 4 + ["Na", "Cl"]
     assert energy_per_water(np.array([-100.0, -140.0]), symbols) == pytest.approx(-30.0)
+
+
+def test_ion_environment_charge_adds_the_molecules_within_r_across_the_periodic_boundary():
+    from polarff.analysis.structure import ion_environment_charge
+
+    edge = 2.0
+    ion = np.array([[0.1, 0.1, 0.1]])
+    # water A: centroid 0.25 nm from the ion, net +0.1; water B: unwrapped at x ≈ 1.95 + 2 (two images away),
+    # 0.25 nm by minimum image, net +0.2; water C: 0.8 nm away, net −1.0; a counter-ion 0.2 nm away is no solvent
+    shape = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [-0.05, 0.0, 0.0]])
+    a = shape + [0.35, 0.1, 0.1]
+    b = shape + [0.1 - 0.25 + 2 * edge, 0.1, 0.1]
+    c = shape + [0.1, 0.9, 0.1]
+    frame = np.concatenate([ion, a, b, c, ion + [0.0, 0.2, 0.0]])
+    positions = np.stack([frame + 0.01 * k for k in range(4)])
+    boxes = np.stack([np.eye(3) * edge] * 4)
+    q = np.array([0.7, -0.6, 0.35, 0.35, -0.6, 0.4, 0.4, -1.0, 0.0, 0.0, -0.7])
+    residues = np.array([0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4])
+    inner, outer, small = ion_environment_charge(positions, boxes, np.stack([q] * 4), residues, 0, [0.3, 0.9, 0.2],
+                                                 n_blocks=2)
+    assert inner[0] == pytest.approx(1.0) and outer[0] == pytest.approx(0.0) and small[0] == pytest.approx(0.7)
+    assert inner[1] == pytest.approx(0.0, abs=1e-12)  # the same in both blocks
+    # fixed charges are broadcast over the frames
+    assert ion_environment_charge(positions, boxes, q, residues, 0, [0.3], n_blocks=2)[0][0] == pytest.approx(1.0)
+    with pytest.raises(InputError, match="half the smallest box edge"):
+        ion_environment_charge(positions, boxes, q, residues, 0, [1.2])
+    with pytest.raises(InputError, match="shapes disagree"):
+        ion_environment_charge(positions, boxes, q[:5], residues, 0, [0.3])

@@ -157,6 +157,12 @@ def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
     scaled, formal = (results["transport"][k]["conductivity"] for k in ("scaled-nacl", "formal-nacl"))
     assert scaled["ne"]["ion_charges"]["Na"] == pytest.approx(0.75)
     assert formal["eh"]["sigma"] == pytest.approx(formal["eh_formal"]["sigma"])  # neutral rigid TIP3P waters
+    # the ion-environment charge: exactly the fixed ion charge with neutral TIP3P waters, at every radius
+    for run, z in (("formal-nacl", 1.0), ("scaled-nacl", 0.75)):
+        for species, sign in (("Na", 1), ("Cl", -1)):
+            for value, _ in results["ions"][run][species]["environment_charge_e"]["charge"]:
+                assert value == pytest.approx(sign * z)
+    assert "Net charge of each ion together with the molecules" in text
     tnep = results["tnep"]
     assert "skipped" in tnep or tnep["runs"]["polarff-water"]["n_frames"] == 60
     capsys.readouterr()

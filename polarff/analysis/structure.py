@@ -161,3 +161,69 @@ def pair_hydration_energy(salt: dict, water: dict, n_blocks: int = 5) -> dict[st
         (a, ea), (b, eb) = _block_mean(s, n_blocks), _block_mean(w, n_blocks)
         out[name] = (a - b, float(np.hypot(ea, eb)))
     return out
+
+
+def ion_environment_charge(positions: np.ndarray, boxes: np.ndarray, charges: np.ndarray,
+                           residue_index: np.ndarray, ion: int, radii_nm, n_blocks: int = 5
+                           ) -> list[tuple[float, float]]:
+    """Net charge (e) of an ion together with the molecules around it, as a function of radius.
+
+    Q(R) = q_ion + Σ_m Q_m over the solvent molecules (residues of more than one atom; other ions are left out)
+    whose centroid lies within R of the ion (minimum image), with Q_m the molecule's net charge in that frame. In a real electrolyte Q(R) reaches the ion's oxidation
+    number (±1) once R encloses the charge the ion exchanged with its neighbours, and charge transport is then
+    quantized: the ion carries exactly its oxidation number (F. Grasselli and S. Baroni, Nat. Phys. 15, 967
+    (2019)). A model whose Q(R) stays short of it transports less charge per ion than the physical system.
+
+    Parameters
+    ----------
+    positions : ndarray (T, N, 3)
+        Unwrapped positions (nm); molecules whole.
+    boxes : ndarray (T, 3, 3)
+        Orthorhombic boxes (nm).
+    charges : ndarray (T, N) or (N,)
+        Per-frame (or fixed) charges (e).
+    residue_index : ndarray (N,)
+        Molecule of each atom.
+    ion : int
+        Atom index of the ion (a residue of its own).
+    radii_nm : sequence of float
+        Radii R (nm); at most half the smallest box edge.
+    n_blocks : int
+        Contiguous blocks for the standard error.
+
+    Returns
+    -------
+    list of (float, float)
+        Mean Q(R) and its standard error, per radius.
+
+    Raises
+    ------
+    InputError
+        If a radius exceeds half the smallest box edge or the shapes disagree.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    n_frames, n_atoms = positions.shape[:2]
+    q = np.asarray(charges, dtype=np.float64)
+    residues = np.asarray(residue_index)
+    if (q.shape not in ((n_atoms,), (n_frames, n_atoms)) or residues.shape != (n_atoms,)
+            or boxes.shape != (n_frames, 3, 3)):
+        raise InputError("ion environment charge: shapes disagree", field="positions/charges/residue_index/box",
+                         expected=f"({n_frames}, {n_atoms}) or ({n_atoms},) charges, ({n_atoms},) residues, "
+                                  f"({n_frames}, 3, 3) boxes", found=f"{q.shape}, {residues.shape}, {boxes.shape}")
+    q = np.broadcast_to(q, (n_frames, n_atoms))
+    edges = np.diagonal(boxes, axis1=1, axis2=2)
+    radii = np.asarray(radii_nm, dtype=float)
+    if radii.max() > 0.5 * edges.min() + 1e-12:
+        raise InputError("ion environment charge: radius beyond the minimum image", field="radii_nm",
+                         expected=f"≤ {0.5 * edges.min():.3f} nm (half the smallest box edge)",
+                         found=f"{radii.max():.3f} nm")
+    members = [np.flatnonzero(residues == r) for r in dict.fromkeys(residues.tolist())]
+    members = [m for m in members if len(m) > 1]
+    centroids = np.stack([positions[:, m].mean(axis=1) for m in members], axis=1)  # (T, M, 3)
+    molecule_q = np.stack([q[:, m].sum(axis=1) for m in members], axis=1)  # (T, M)
+    d = centroids - positions[:, ion][:, None, :]
+    d -= edges[:, None, :] * np.round(d / edges[:, None, :])
+    r = np.linalg.norm(d, axis=-1)
+    series = [q[:, ion] + np.where(r < radius, molecule_q, 0.0).sum(axis=1) for radius in radii]
+    return [_block_mean(s, n_blocks) for s in series]
