@@ -141,3 +141,33 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 2.30 | -4 %: within 15 % |" in out
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
     assert "missing/results.json" in capsys.readouterr().out
+
+
+def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
+    """Ions whose first-shell waters (one across the periodic boundary) carry the rest of ±1 give ±1 at every
+    radius; a missing charge field is named."""
+    import ase
+    import ase.io
+
+    from polarff.errors import InputError
+
+    example = load("ion_environment_charge")
+    edge = 14.0  # Å
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    positions = [[1.0, 1.0, 1.0], [8.0, 8.0, 8.0]]  # Na, Cl
+    positions += (water + [3.6, 1.0, 1.0]).tolist() + (water + [8.0, 8.0, 11.6]).tolist()  # first shells
+    positions += (water + [1.0, 1.0, 13.3]).tolist()  # across the boundary, 0.7 Å from Na by minimum image
+    symbols = ["Na", "Cl"] + ["O", "H", "H"] * 3
+    atoms = ase.Atoms(symbols, positions=positions, cell=[edge] * 3, pbc=True)
+    q = np.array([0.8, -0.9, -0.8, 0.45, 0.45, -0.8, 0.35, 0.35, -0.7, 0.4, 0.4])  # waters: +0.1, −0.1, +0.1
+    atoms.arrays["REF_charges"] = q
+    path = tmp_path / "frame.xyz"
+    ase.io.write(path, [atoms, atoms])
+    charges = example.label_charges(str(path), "REF_charges")
+    assert [c for c, _ in charges["Na"]] == pytest.approx([1.0, 1.0, 1.0])
+    assert [c for c, _ in charges["Cl"]] == pytest.approx([-1.0, -1.0, -1.0])
+    assert example.main(["--labels", str(path)]) == 0
+    assert "+1.000" in capsys.readouterr().out
+    assert example.label_charges(str(path), "REF_charges", n_pairs=2) == {}  # the frames have no n_pairs key
+    with pytest.raises(InputError, match="frame 0: charges"):
+        example.label_charges(str(path), "charges")
