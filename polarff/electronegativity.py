@@ -18,11 +18,13 @@ one χ per species (kJ/mol/e), so that the charge-gradient force becomes −Σ_i
 on frames of MD runs (the sum over all atoms of ∇q_i is zero, so χ is defined up to one common constant:
 the fit returns the minimum-norm solution). ``q_ref`` are the model's charges of each molecule or ion alone
 (formal charges for monatomic ions), so that E_χ of isolated molecules is zero and energies keep the
-gas-phase zero that hydration and cohesive energies are measured from.
+gas-phase zero that hydration and cohesive energies are measured from. With ``--hardness O H`` the fit also
+gives those species a hardness J (kJ/mol/e²), the second-order term ½ J_s(i) (q_i − q_ref,s(i))², fitted in
+the same least-squares problem.
 
 Command line::
 
-    polarff fit-electronegativity MODEL.pff RUN_DIR [RUN_DIR ...] -o OUT.pff --frames 40
+    polarff fit-electronegativity MODEL.pff RUN_DIR [RUN_DIR ...] -o OUT.pff --frames 40 [--tie O H] [--hardness O H]
 """
 
 from __future__ import annotations
@@ -292,8 +294,9 @@ class FitElectronegativity(Command):
               "RMS charge-gradient force, held out (kJ/mol/nm): before → after")
         for s, chi in term["chi_kj_mol_e"].items():
             j = f"{hardness[s]:13.1f}" if s in hardness else f"{'—':>13s}"
+            before, after = (rms[key].get(s, float("nan")) for key in ("held_out_before", "held_out_after"))
             print(f"{s:8s} {chi:12.1f}   {j} {term['reference_charges_e'].get(s, float('nan')):11.4f}"
-                  f"   {rms['held_out_before'].get(s, float('nan')):8.1f} → {rms['held_out_after'].get(s, float('nan')):.1f}")
+                  f"   {before:8.1f} → {after:.1f}")
             if s in hardness and hardness[s] < 0:
                 print(f"  warning: J of {s} is negative (charge deviations lower the energy); the fit is "
                       "compensating another error, check it against held-out runs")

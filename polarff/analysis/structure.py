@@ -168,11 +168,12 @@ def ion_environment_charge(positions: np.ndarray, boxes: np.ndarray, charges: np
                            ) -> list[tuple[float, float]]:
     """Net charge (e) of an ion together with the molecules around it, as a function of radius.
 
-    Q(R) = q_ion + Σ_m Q_m over the solvent molecules (residues of more than one atom; other ions are left out)
-    whose centroid lies within R of the ion (minimum image), with Q_m the molecule's net charge in that frame. In a real electrolyte Q(R) reaches the ion's oxidation
-    number (±1) once R encloses the charge the ion exchanged with its neighbours, and charge transport is then
-    quantized: the ion carries exactly its oxidation number (F. Grasselli and S. Baroni, Nat. Phys. 15, 967
-    (2019)). A model whose Q(R) stays short of it transports less charge per ion than the physical system.
+    Q(R) = q_ion + Σ_m Q_m over the solvent molecules (residues of more than one atom; other ions are left
+    out) whose centroid lies within R of the ion (minimum image), with Q_m the molecule's net charge in that
+    frame. In a real electrolyte the ion carries exactly its oxidation number (±1) through the liquid
+    (topological quantization of charge transport, F. Grasselli and S. Baroni, Nat. Phys. 15, 967 (2019)); a
+    model whose Q(R) stays short of ±1 transports less charge per ion with its own charges than the physical
+    system does (docs/charge-quantization.md).
 
     Parameters
     ----------
