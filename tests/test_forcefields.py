@@ -143,3 +143,21 @@ def test_shipped_electronegativity_models_keep_their_base_model(variant):
     # the fit lowered the held-out charge-gradient force of every species
     rms = term["rms_charge_gradient_force_kj_mol_nm"]
     assert all(rms["held_out_after"][s] < rms["held_out_before"][s] for s in term["chi_kj_mol_e"])
+
+
+def test_shipped_hardness_model_is_the_tied_model_with_positive_water_hardness():
+    """nacl_gfn2_water111_hardness.pff: the water-111 network and fixed terms, one χ for O and H, and a positive
+    hardness J for O and H only; the fit lowered every species' held-out charge-gradient force."""
+    from polarff.artifact import load_model
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    base, model = load_model(folder + "nacl_gfn2_water111.pff"), load_model(folder + "nacl_gfn2_water111_hardness.pff")
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(model.weights[name], weights)
+    assert model.card["fixed_terms"] == "polarff_nacl_gfn2_water111_fixed_terms"
+    term = model.electronegativity
+    assert term["chi_kj_mol_e"]["O"] == term["chi_kj_mol_e"]["H"]
+    assert set(term["hardness_kj_mol_e2"]) == {"H", "O"} and min(term["hardness_kj_mol_e2"].values()) > 0
+    assert model.card["electronegativity"]["hardness_kj_mol_e2"] == term["hardness_kj_mol_e2"]
+    rms = term["rms_charge_gradient_force_kj_mol_nm"]
+    assert all(rms["held_out_after"][s] < rms["held_out_before"][s] for s in term["chi_kj_mol_e"])
