@@ -43,38 +43,35 @@ def run_charges(run_dir: str, n_frames: int = 3000) -> dict[str, list[tuple[floa
     return out
 
 
-def label_charges(path: str, field: str, n_pairs: int | None = None) -> dict[str, list[tuple[float, float]]]:
-    """Q(R) over every ion of every periodic frame of a labelled extxyz file (mean, standard error over ions).
+def label_charges(path: str, n_pairs: int | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Q(R) over every ion of every periodic frame of a labelled file (mean, standard error over ions).
 
-    Water molecules are each O with its two nearest H (minimum image). With ``n_pairs``, only frames whose
-    ``n_pairs`` key (as ``polarff build`` writes it) has that value are used."""
-    import ase.io
-
+    Frames are read with :func:`polarff.io.read_frames` (charges from ``REF_charges`` or ``charges``),
+    molecules found and made whole with :func:`polarff.data.molecules` and
+    :func:`polarff.data.unwrap_molecules`.
+    With ``n_pairs``, only frames whose ``n_pairs`` key (as ``polarff build`` writes it) has that value are
+    used."""
+    from polarff.data import molecules, unwrap_molecules
     from polarff.errors import InputError
+    from polarff.io import read_frames
 
     values: dict[str, list[list[float]]] = {s: [] for s in RADII_NM}
-    for k, atoms in enumerate(ase.io.read(path, ":")):
-        if field not in atoms.arrays:
-            raise InputError("no reference charges", field=f"{path}: frame {k}: {field}",
-                             expected="per-atom charges", found=f"fields {sorted(atoms.arrays)}")
-        if not atoms.pbc.all() or (n_pairs is not None and atoms.info.get("n_pairs") != n_pairs):
+    for k, frame in enumerate(read_frames(path)):
+        if "charges" not in frame.labels:
+            raise InputError("no reference charges", file=path, field=f"frame {k}: charges",
+                             expected="per-atom charges (REF_charges or charges)",
+                             found=f"labels {sorted(frame.labels)}")
+        if not frame.pbc.all() or (n_pairs is not None and frame.info.get("n_pairs") != n_pairs):
             continue
-        symbols = np.array(atoms.get_chemical_symbols())
-        edges = np.diag(atoms.cell.array) / 10.0
-        x = atoms.positions / 10.0
-        residues = np.arange(len(atoms))
-        hydrogens = np.flatnonzero(symbols == "H")
-        for o in np.flatnonzero(symbols == "O"):
-            d = x[hydrogens] - x[o]
-            d -= edges * np.round(d / edges)
-            nearest = hydrogens[np.argsort(np.linalg.norm(d, axis=1))[:2]]
-            residues[nearest] = residues[o]
-            x[nearest] = x[o] + d[np.argsort(np.linalg.norm(d, axis=1))[:2]]  # whole molecule
+        symbols = np.asarray(frame.symbols)
+        edges = np.diag(frame.cell) / 10.0
+        mol = molecules(frame)
+        x = unwrap_molecules(frame, mol)[None] / 10.0
         for species, radii in RADII_NM.items():
             for ion in np.flatnonzero(symbols == species):
-                charge = ion_environment_charge(x[None], np.diag(edges)[None], atoms.arrays[field][None],
-                                                residues, int(ion), [min(r, 0.49 * edges.min()) for r in radii],
-                                                n_blocks=1)
+                radii_here = [min(r, 0.49 * edges.min()) for r in radii]
+                charge = ion_environment_charge(x, np.diag(edges)[None], frame.labels["charges"][None], mol,
+                                                int(ion), radii_here, n_blocks=1)
                 values[species].append([c for c, _ in charge])
     out = {}
     for species, rows in values.items():
@@ -89,7 +86,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="*", help="finished `polarff simulate` run folders (with per-frame charges)")
     parser.add_argument("--labels", nargs="*", default=[], help="labelled extxyz files (periodic frames)")
-    parser.add_argument("--charges-field", default="REF_charges", help="per-atom charge field of --labels")
     parser.add_argument("--n-pairs", type=int, default=None,
                         help="use only --labels frames with this many ion pairs (their n_pairs key)")
     args = parser.parse_args(argv)
@@ -98,7 +94,7 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * sum(len(r) for r in RADII_NM.values()))
     sources = [(run, run_charges(run)) for run in args.runs]
     suffix = f" ({args.n_pairs} pair frames)" if args.n_pairs is not None else ""
-    sources += [(path + suffix, label_charges(path, args.charges_field, args.n_pairs)) for path in args.labels]
+    sources += [(path + suffix, label_charges(path, args.n_pairs)) for path in args.labels]
     for name, charges in sources:
         cells = [f"{value:+.3f} ± {error:.3f}" if np.isfinite(error) else f"{value:+.3f}"
                  for s in RADII_NM for value, error in charges.get(s, [(np.nan, np.nan)] * len(RADII_NM[s]))]

@@ -163,11 +163,13 @@ def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
     atoms.arrays["REF_charges"] = q
     path = tmp_path / "frame.xyz"
     ase.io.write(path, [atoms, atoms])
-    charges = example.label_charges(str(path), "REF_charges")
+    charges = example.label_charges(str(path))
     assert [c for c, _ in charges["Na"]] == pytest.approx([1.0, 1.0, 1.0])
     assert [c for c, _ in charges["Cl"]] == pytest.approx([-1.0, -1.0, -1.0])
     assert example.main(["--labels", str(path)]) == 0
     assert "+1.000" in capsys.readouterr().out
-    assert example.label_charges(str(path), "REF_charges", n_pairs=2) == {}  # the frames have no n_pairs key
+    assert example.label_charges(str(path), n_pairs=2) == {}  # the frames have no n_pairs key
+    del atoms.arrays["REF_charges"]
+    ase.io.write(path, [atoms])
     with pytest.raises(InputError, match="frame 0: charges"):
-        example.label_charges(str(path), "charges")
+        example.label_charges(str(path))
