@@ -211,6 +211,7 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
     groups = [[k] for k, s in enumerate(species) if present[k] and s not in tied]
     shared = [k for k, s in enumerate(species) if present[k] and s in tied]
     groups += [shared] if shared else []
+    n_chi = len(groups)
     groups += [[S + k] for k, s in enumerate(species) if present[k] and s in hardness]
     A = np.concatenate([np.moveaxis(c, 0, -1).reshape(-1, 2 * S) for _, c, _ in fit_rows])
     b = np.concatenate([f.reshape(-1) for f, _, _ in fit_rows])
@@ -221,7 +222,6 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
     scale[scale == 0] = 1.0
     solution, *_ = np.linalg.lstsq(design / scale, -b, rcond=1e-9)
     solution = solution / scale
-    n_chi = len(groups) - sum(1 for s in species if s in hardness and present[species.index(s)])
     solution[:n_chi] -= solution[:n_chi].mean()  # the minimum-norm choice of the free common χ constant
     delta = np.zeros(2 * S)
     for value, group in zip(solution, groups):
@@ -231,7 +231,7 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
     after = _rms_by_species(test_rows, delta, species)
     term = {"chi_kj_mol_e": {s: float(chi[k]) for k, s in enumerate(species) if present[k]},
             "reference_charges_e": {s: q_ref[s] for s in species if s in q_ref}}
-    j_species = sorted(set(hardness) | {s for s in old.get("hardness_kj_mol_e2", {})})
+    j_species = set(hardness) | set(old.get("hardness_kj_mol_e2", {}))
     if j_species:
         term["hardness_kj_mol_e2"] = {s: float(j[species.index(s)]) for s in species
                                       if s in j_species and present[species.index(s)]}
