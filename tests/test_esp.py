@@ -155,7 +155,8 @@ def test_calibration_file_round_trip_and_clear_error(tmp_path):
 
 @pytest.mark.parametrize("name, target, water", [("charge_calibration_b3lyp.json", "esp", 1.236),
                                                   ("charge_calibration_b3lyp_dipole.json", "dipole", 1.191),
-                                                  ("charge_calibration_b3lyp_water1.11.json", "fixed", 1.11)])
+                                                  ("charge_calibration_b3lyp_water1.11.json", "fixed", 1.11),
+                                                  ("charge_calibration_b3lyp_water1.13.json", "fixed", 1.13)])
 def test_shipped_calibrations_hold_the_measured_factors(name, target, water):
     from importlib.resources import files
 

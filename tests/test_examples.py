@@ -173,3 +173,22 @@ def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
     ase.io.write(path, [atoms])
     with pytest.raises(InputError, match="frame 0: charges"):
         example.label_charges(str(path))
+
+
+def test_water_factor_scan_interpolates_ln_d_between_the_bracketing_factors():
+    """The factor where D(H2O) meets experiment: exact for ln D linear in F, taken from the two neighbouring
+    factors on either side (not a global fit), None when no pair brackets experiment; --point is parsed with
+    a clear error."""
+    import argparse
+
+    example = load("water_factor_scan")
+    d_exp = example.D_WATER_EXPERIMENT
+    # ln D = ln d_exp - 10 (F - 1.13): exactly 1.13, whatever the order and the far points
+    points = [(f, d_exp * np.exp(-10.0 * (f - 1.13))) for f in (1.21, 1.10, 1.16)]
+    assert example.water_factor_crossing(points) == pytest.approx(1.13, abs=1e-12)
+    # a far point that breaks global linearity does not move the bracketed interpolation
+    assert example.water_factor_crossing(points + [(1.40, 0.01)]) == pytest.approx(1.13, abs=1e-12)
+    assert example.water_factor_crossing([(1.1, 3.0), (1.2, 2.5)]) is None
+    assert example.parse_point("1.13:3.24") == (1.13, 3.24)
+    with pytest.raises(argparse.ArgumentTypeError, match="FACTOR:SIGMA_O"):
+        example.parse_point("1.13")

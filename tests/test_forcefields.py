@@ -93,7 +93,7 @@ def test_fixed_terms_energy_is_the_baseline_without_coulomb():
 
 @pytest.mark.parametrize("name", ["polarff_nacl_gfn2_fixed_terms", "polarff_nacl_gfn2_esp_fixed_terms",
                                   "polarff_nacl_gfn2_dipole_fixed_terms", "polarff_nacl_gfn2_water111_fixed_terms",
-                                  "polarff_nacl_gfn2_dipole_chi_fixed_terms"])
+                                  "polarff_nacl_gfn2_dipole_chi_fixed_terms", "polarff_nacl_gfn2_water113_fixed_terms"])
 def test_rebalanced_nacl_fixed_terms_differ_from_tip3p_only_in_the_fitted_radii(name):
     """Rebalanced fixed terms: zero charges, TIP3P geometry and masses, new sigma for O and Cl only."""
     topology, positions, box = build_ion_box("NaCl", 2, 24, seed=1)
@@ -145,19 +145,34 @@ def test_shipped_electronegativity_models_keep_their_base_model(variant):
     assert all(rms["held_out_after"][s] < rms["held_out_before"][s] for s in term["chi_kj_mol_e"])
 
 
-def test_shipped_hardness_model_is_the_tied_model_with_positive_water_hardness():
-    """nacl_gfn2_water111_hardness.pff: the water-111 network and fixed terms, one χ for O and H, and a positive
-    hardness J for O and H only; the fit lowered every species' held-out charge-gradient force."""
+@pytest.mark.parametrize("name, water_factor, fixed_terms", [
+    ("nacl_gfn2_water111_hardness", 1.11, "polarff_nacl_gfn2_water111_fixed_terms"),
+    ("nacl_gfn2_water113_hardness", 1.13, "polarff_nacl_gfn2_water113_fixed_terms")])
+def test_shipped_hardness_models_have_one_water_chi_and_positive_water_hardness(name, water_factor, fixed_terms):
+    """nacl_gfn2_water1xx_hardness.pff: water labels scaled by the named factor, one χ for O and H, a positive
+    hardness J for O and H only, the card naming its fixed terms; the fit lowered every species' held-out
+    charge-gradient force."""
     from polarff.artifact import load_model
+    from polarff.openmm.system import model_fixed_terms
 
     folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
-    base, model = load_model(folder + "nacl_gfn2_water111.pff"), load_model(folder + "nacl_gfn2_water111_hardness.pff")
-    for name, weights in base.weights.items():
-        np.testing.assert_array_equal(model.weights[name], weights)
-    assert model.card["fixed_terms"] == "polarff_nacl_gfn2_water111_fixed_terms"
+    model = load_model(folder + f"{name}.pff")
+    assert model.card["fixed_terms"] == fixed_terms
+    assert model_fixed_terms(model) == [forcefield_path(fixed_terms)]
+    assert f"H:{water_factor:g} " in model.card["label_scaling"]["charge_scale"]["factors"]
+    assert f"water: fixed factor {water_factor:g}" in model.card["label_scaling"]["charge_scale"]["source"]
     term = model.electronegativity
     assert term["chi_kj_mol_e"]["O"] == term["chi_kj_mol_e"]["H"]
     assert set(term["hardness_kj_mol_e2"]) == {"H", "O"} and min(term["hardness_kj_mol_e2"].values()) > 0
     assert model.card["electronegativity"]["hardness_kj_mol_e2"] == term["hardness_kj_mol_e2"]
     rms = term["rms_charge_gradient_force_kj_mol_nm"]
     assert all(rms["held_out_after"][s] < rms["held_out_before"][s] for s in term["chi_kj_mol_e"])
+
+
+def test_water111_hardness_model_keeps_the_water111_network():
+    from polarff.artifact import load_model
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    base, model = load_model(folder + "nacl_gfn2_water111.pff"), load_model(folder + "nacl_gfn2_water111_hardness.pff")
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(model.weights[name], weights)
