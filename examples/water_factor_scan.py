@@ -80,6 +80,7 @@ def _check(code: int) -> None:
 
 def density_radius(folder: Path, model: Path, sigma_guess: float, slope: float) -> tuple[dict, float]:
     """Step 4: the NPT point at the guessed σ_O and the radius that gives 0.997 g/cm³ (Å)."""
+    from polarff.fileio import write_json
     from polarff.simulate import write_equilibrated_box
 
     out = folder / "npt"
@@ -91,7 +92,6 @@ def density_radius(folder: Path, model: Path, sigma_guess: float, slope: float) 
         if not box.exists():
             write_equilibrated_box(box, "NaCl", 0, 96, 7, threads=1)
         scan[name] = run_point(out, name, str(box), str(model), {"O": sigma_guess}, "npt", 8.0, 2.0, 7, 0.6)
-        from polarff.fileio import write_json
         write_json(scan_path, scan)
     point = scan[name]
     sigma = sigma_guess + (TARGET_DENSITY_G_CM3 - point["density_g_cm3"]) / slope
