@@ -1120,7 +1120,8 @@ def _labels_sentence(charge_scale: dict | None) -> str:
                 "properties.")
     factor = source.rsplit("fixed factor ", 1)[-1]
     return (start + ", the ions' scaled to DFT electrostatic-potential charges of small clusters and the water's "
-            f"by a factor set by hand ({factor}; docs/charge-calibration.md says how it was chosen)" + rest
+            f"by a factor set by hand ({factor}; docs/charge-calibration.md and, for factors set with an "
+            "electronegativity term, docs/electronegativity.md say how it was chosen)" + rest
             + ". A hand-set water factor is a fitted parameter: the properties it was chosen to match are not "
             "predictions.")
 
