@@ -36,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from polarff.analysis.experiment import D_WATER_298K
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rebalance_lj import TARGET_DENSITY_G_CM3, fixed_terms_with_sigmas, run_point  # noqa: E402
 
-#: Experimental self-diffusion coefficient of water at 298 K, 1e-9 m²/s (Mills, J. Phys. Chem. 77, 685 (1973)).
-D_WATER_EXPERIMENT = 2.299
+#: Experimental self-diffusion coefficient of water at 298 K, 1e-9 m²/s (its source: D_WATER_298K.source).
+D_WATER_EXPERIMENT = D_WATER_298K.value
 #: dρ/dσ_O (g/cm³ per Å) of the water-111 model's NPT scan (1.047 at 3.25 Å, 0.941 at 3.29 Å).
 DEFAULT_DENSITY_SLOPE = -2.65
 
