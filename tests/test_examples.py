@@ -192,3 +192,47 @@ def test_water_factor_scan_interpolates_ln_d_between_the_bracketing_factors():
     assert example.parse_point("1.13:3.24") == (1.13, 3.24)
     with pytest.raises(argparse.ArgumentTypeError, match="FACTOR:SIGMA_O"):
         example.parse_point("1.13")
+
+
+def test_ion_water_dimer_binding_is_invariant_and_mp2_binds_the_water_dimer(trained_model):
+    """The dimer example's model binding energy does not change when the whole dimer is rotated and moved;
+    its parabola finds an exact minimum; counterpoise MP2 binds the water dimer by a hydrogen bond's energy."""
+    from scipy.spatial.transform import Rotation
+
+    example = load("ion_water_dimers")
+    x = np.array([2.8, 3.0, 3.2, 3.4])
+    assert example.parabola_minimum(x, 2.0 * (x - 3.1) ** 2 - 57.0) == pytest.approx((3.1, -57.0))
+
+    model = trained_model[0]
+    for kind in ("Cl", "Na"):
+        symbols, start, split = example.dimer_start(kind)
+        rotated = start @ Rotation.from_euler("xyz", [0.4, -1.1, 2.0]).as_matrix().T + np.array([0.3, -0.2, 0.5])
+        e_start, e_rotated = example.model_binding(model, symbols, split, np.array([start, rotated]))
+        assert abs(e_start) > 1.0  # an ion next to a water interacts
+        assert e_rotated == pytest.approx(e_start, abs=1e-4 * abs(e_start))
+
+    symbols, start, split = example.dimer_start("water")
+    e_mp2 = example.mp2_binding(symbols, split, start, basis="aug-cc-pvdz")
+    assert -25.0 < e_mp2 < -12.0  # (H2O)2 at O–O ≈ 2.95 Å: about −20 kJ/mol
+
+
+def test_chloride_radius_scan_changes_only_the_cl_radius_and_counts_shell_hydrogens(tmp_path):
+    """The scan's XML differs from the model's only in the Cl⁻ sigma; bad XML is named; the H count around Cl⁻
+    uses the minimum image."""
+    from polarff.build import forcefield_path
+
+    example = load("chloride_radius_scan")
+    source = forcefield_path("polarff_nacl_gfn2_water113_fixed_terms")
+    original, changed = Path(source).read_text(), example.xml_with_cl_sigma(source, 0.482)
+    diff = [(a, b) for a, b in zip(original.splitlines(), changed.splitlines()) if a != b]
+    assert len(diff) == 1 and 'type="pff-Cl"' in diff[0][1] and 'sigma="0.482"' in diff[0][1]
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<ForceField/>")
+    with pytest.raises(ValueError, match="bad.xml.*found 0"):
+        example.xml_with_cl_sigma(str(bad), 0.48)
+
+    # Cl at the origin of a 2 nm box; H at 0.25 nm across the boundary (counted), 0.35 nm (not), an O near.
+    traj = {"symbols": np.array(["Cl", "H", "H", "O"]), "box": np.array([np.eye(3) * 2.0] * 2),
+            "positions": np.array([[[0.0, 0, 0], [1.75, 0, 0], [0.0, 0.35, 0], [0.0, 0, 0.2]],
+                                   [[0.0, 0, 0], [0.1, 0, 0], [0.0, 0.29, 0], [0.0, 0, 0.2]]])}
+    assert example.hydrogens_near(traj) == pytest.approx(1.5)  # 1 then 2
