@@ -200,18 +200,20 @@ def shell_cluster(traj: dict, frame: int, ion: str) -> tuple[list[str], np.ndarr
     return ["O", "H", "H"] * len(near) + [ion], np.array(out + [center])
 
 
-def shell_binding(model, run_dir: str, ion: str, n_frames: int, basis: str = "aug-cc-pvdz",
+def shell_binding(model, run_dir: str, ion: str, frames: list[int], basis: str = "aug-cc-pvdz",
                   qm: bool = True) -> list[dict]:
-    """Binding of an ion to its first-shell waters, E(cluster) − E(waters) − E(ion), on ``n_frames`` frames of
-    a finished run (evenly spaced): the model and, when ``qm``, counterpoise MP2 (Cl⁻ with six waters and
-    aug-cc-pVDZ: about half an hour per frame on one busy core)."""
+    """Binding of an ion to its first-shell waters, E(cluster) − E(waters) − E(ion), on the given frames of a
+    finished run: the model and, when ``qm``, counterpoise MP2 (Cl⁻ with six waters and aug-cc-pVDZ: about
+    half an hour per frame on one busy core)."""
     from polarff.artifact import load_model
     from polarff.simulate import load_trajectory
 
     model = load_model(model) if isinstance(model, (str, Path)) else model
     traj = load_trajectory(run_dir)
     rows = []
-    for frame in np.linspace(0, len(traj["positions"]) - 1, n_frames).astype(int):
+    for frame in frames:
+        if not 0 <= frame < len(traj["positions"]):
+            raise ValueError(f"{run_dir}: frame {frame} is outside the run's {len(traj['positions'])} frames")
         symbols, positions = shell_cluster(traj, int(frame), ion)
         split = len(symbols) - 1
         row = {"frame": int(frame), "n_waters": split // 3,
@@ -229,7 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dimers", nargs="+", default=list(DIMERS), choices=DIMERS)
     parser.add_argument("--no-qm", action="store_true", help="model only")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--shell", metavar="RUN", help="also bind Na⁺ and Cl⁻ to their first shells cut from "
+                        "frames of this finished polarff run (MP2 with --shell-basis)")
+    parser.add_argument("--shell-frames", type=int, nargs="+", default=[100], help="frame indices (default 100)")
+    parser.add_argument("--shell-basis", default="aug-cc-pvdz", help="MP2 basis of the shells")
     args = parser.parse_args(argv)
+    if args.shell:
+        print(f"first shells from {args.shell}; MP2/{args.shell_basis} with counterpoise (kJ/mol)")
+        for ion in ("Na", "Cl"):
+            for row in shell_binding(args.model, args.shell, ion, args.shell_frames, args.shell_basis,
+                                     not args.no_qm):
+                qm = f"  MP2 {row['e_mp2_kj_mol']:8.1f}" if "e_mp2_kj_mol" in row else ""
+                print(f"  {ion} + {row['n_waters']} H2O, frame {row['frame']}: model {row['e_model_kj_mol']:8.1f}{qm}")
     results = [analyse(args.model, kind, args.basis, not args.no_qm) for kind in args.dimers]
     label = {"water": "(H2O)2, O–O", "Na": "Na+·H2O, Na–O", "Cl": "Cl−·H2O, Cl–O"}
     print(f"model {args.model}; MP2/{args.basis} with counterpoise, at the model's orientation")
