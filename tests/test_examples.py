@@ -236,3 +236,20 @@ def test_chloride_radius_scan_changes_only_the_cl_radius_and_counts_shell_hydrog
             "positions": np.array([[[0.0, 0, 0], [1.75, 0, 0], [0.0, 0.35, 0], [0.0, 0, 0.2]],
                                    [[0.0, 0, 0], [0.1, 0, 0], [0.0, 0.29, 0], [0.0, 0, 0.2]]])}
     assert example.hydrogens_near(traj) == pytest.approx(1.5)  # 1 then 2
+
+
+def test_chloride_variant_scales_only_the_cl_class_values(trained_model, tmp_path):
+    """--write-variant changes the Cl⁻ α (or q) classes by the factor and nothing else."""
+    from polarff.artifact import load_model
+
+    example = load("chloride_radius_scan")
+    out = tmp_path / "variant.pff"
+    example.write_cl_variant(str(trained_model[2]), str(out), polarizability_factor=0.5)
+    before, after = load_model(trained_model[2]), load_model(out)
+    row = list(before.bins["polarizabilities"].species).index("Cl")
+    for target in ("charges", "polarizabilities"):
+        expected = before.bins[target].centres.copy()
+        if target == "polarizabilities":
+            expected[row] *= 0.5
+        np.testing.assert_array_equal(after.bins[target].centres, expected)
+    assert "x0.5" in after.card["diagnostic_variant"]
