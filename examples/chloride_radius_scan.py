@@ -20,31 +20,29 @@ to run the same way with ``--model`` and the shipped radius (0.466 nm).
 from __future__ import annotations
 
 import argparse
-import re
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from polarff.analysis.structure import coordination_number
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rebalance_lj import fixed_terms_with_sigmas  # noqa: E402
 
 CL_H_SHELL_NM = 0.30
 
 
 def xml_with_cl_sigma(source: str, sigma_nm: float) -> str:
     """The text of a fixed-terms XML with the Cl⁻ sigma replaced (ValueError if it has no single pff-Cl atom)."""
-    text, n = re.subn(r'(<Atom type="pff-Cl" charge="0.0" sigma=")[0-9.eE+-]+(")', rf"\g<1>{sigma_nm:g}\g<2>",
-                      Path(source).read_text())
-    if n != 1:
-        raise ValueError(f"{source}: expected one NonbondedForce <Atom type=\"pff-Cl\" ...>, found {n}")
-    return text
+    return fixed_terms_with_sigmas({"Cl": 10.0 * sigma_nm}, source)
 
 
 def hydrogens_near(traj: dict, ion: str = "Cl", cutoff_nm: float = CL_H_SHELL_NM) -> float:
     """Mean number of water H within ``cutoff_nm`` of the (first) ion ``ion`` (minimum image)."""
     symbols = np.asarray(traj["symbols"]).astype(str)
-    positions, boxes = np.asarray(traj["positions"], float), np.asarray(traj["box"], float)
-    box = np.diagonal(boxes, axis1=1, axis2=2)[:, None, :]
-    delta = positions[:, symbols == "H"] - positions[:, [np.flatnonzero(symbols == ion)[0]]]
-    delta -= box * np.round(delta / box)
-    return float((np.linalg.norm(delta, axis=-1) < cutoff_nm).sum(axis=1).mean())
+    return coordination_number(traj["positions"], traj["box"], np.flatnonzero(symbols == ion)[:1],
+                               np.flatnonzero(symbols == "H"), cutoff_nm)
 
 
 def write_cl_variant(model: str, output: str, polarizability_factor: float = 1.0, charge_factor: float = 1.0) -> None:

@@ -44,16 +44,19 @@ TARGET_PEAK_A = EXPERIMENT_PEAK_A
 ATOM_TYPES = {"O": "pff-OW", "Na": "pff-Na", "Cl": "pff-Cl"}
 
 
-def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float]) -> str:
-    """Text of polarff_fixed_terms.xml with the sigma of some atom types replaced (values in Å)."""
-    text = Path(forcefield_path("polarff_fixed_terms")).read_text()
+def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float], source: str | None = None) -> str:
+    """Text of a fixed-terms XML (default polarff_fixed_terms.xml) with the sigma of some atom types replaced
+    (values in Å)."""
+    source = source or forcefield_path("polarff_fixed_terms")
+    text = Path(source).read_text()
     for element, sigma in sigmas_angstrom.items():
         if element not in ATOM_TYPES:
             raise ValueError(f"no scanned atom type for {element!r} (expected one of {sorted(ATOM_TYPES)})")
         pattern = re.compile(r'(<Atom type="%s" charge="0.0" sigma=")([0-9.eE+-]+)(")' % ATOM_TYPES[element])
         text, count = pattern.subn(lambda m: m.group(1) + f"{sigma / 10.0:.6g}" + m.group(3), text)
         if count != 1:
-            raise ValueError(f"atom type {ATOM_TYPES[element]} not found once in polarff_fixed_terms.xml")
+            raise ValueError(f"{source}: expected one NonbondedForce <Atom type=\"{ATOM_TYPES[element]}\" ...>, "
+                             f"found {count}")
     return text
 
 

@@ -780,7 +780,7 @@ def ion_structure(traj: dict) -> dict:
         :func:`polarff.analysis.structure.ion_environment_charge`), and for NaCl ``na_cl_distance_nm``
         (mean, min) of the first Na–Cl pair.
     """
-    from polarff.analysis.structure import ion_environment_charge
+    from polarff.analysis.structure import coordination_number, ion_environment_charge
 
     symbols = np.asarray(traj["symbols"]).astype(str)
     residues = np.asarray(traj["residue_names"]).astype(str)
@@ -793,10 +793,7 @@ def ion_structure(traj: dict) -> dict:
         ions = np.flatnonzero(symbols == species)
         if not len(ions):
             continue
-        d = pos[:, ions][:, :, None, :] - pos[:, oxygens][:, None, :, :]
-        d -= edges * np.round(d / edges)
-        r = np.linalg.norm(d, axis=-1)
-        out[species] = {"coordination": float((r < cutoff).sum(axis=-1).mean()), "cutoff_nm": cutoff,
+        out[species] = {"coordination": coordination_number(pos, box, ions, oxygens, cutoff), "cutoff_nm": cutoff,
                         "displacement_nm": float(np.linalg.norm(pos[-1, ions] - pos[0, ions], axis=-1).mean())}
         if "charges" in traj and "residue_index" in traj:
             radii = [cutoff, min(ENVIRONMENT_RADIUS_NM, 0.49 * float(edges.min()))]

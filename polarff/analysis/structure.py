@@ -71,6 +71,32 @@ def radial_distribution(positions: np.ndarray, boxes: np.ndarray, symbols, first
     return centres, counts / (len(positions) * ideal)
 
 
+def coordination_number(positions: np.ndarray, boxes: np.ndarray, centres, partners, cutoff_nm: float) -> float:
+    """Mean number of ``partners`` atoms within ``cutoff_nm`` of each of the ``centres`` atoms.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (F, N, 3)
+        Frames, nm.
+    boxes : ndarray, shape (F, 3, 3)
+        Orthorhombic box vectors (rows), nm; distances use the minimum image.
+    centres, partners : sequence of int
+        Atom indices.
+    cutoff_nm : float
+        Shell radius, nm.
+
+    Returns
+    -------
+    float
+        Count averaged over frames and centres.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    edges = np.diagonal(np.asarray(boxes, dtype=np.float64), axis1=1, axis2=2)[:, None, None, :]
+    d = positions[:, centres][:, :, None, :] - positions[:, partners][:, None, :, :]
+    d -= edges * np.round(d / edges)
+    return float((np.linalg.norm(d, axis=-1) < cutoff_nm).sum(axis=-1).mean())
+
+
 def first_peak(r_nm: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     """Position (Å) and height of the highest peak of g(r).
 
