@@ -428,15 +428,14 @@ def tnep_dipole_series(traj: dict, nep_path: str, stride: int = 1) -> dict:
     dict
         ``indices`` (frames used), ``dipole`` (F, 3) e·Å, ``seconds_per_frame``.
     """
-    from polarff.data import Frame
+    from polarff.simulate import trajectory_frame
     from polarff.tnep import tnep_predict
 
     symbols = [str(s) for s in traj["symbols"]]
     indices = np.arange(0, len(traj["time"]), stride)
     frames = []
     for k in indices:
-        cell = np.asarray(traj["box"][k]) * 10.0
-        frame = Frame(symbols, np.asarray(traj["positions"][k]) * 10.0, cell=cell, pbc=[True] * 3)
+        frame = trajectory_frame(traj, k)
         frame.positions = frame.wrapped_positions()
         frames.append(frame)
     adipole, seconds = tnep_predict(frames, nep_path, "dipole")

@@ -201,7 +201,8 @@ class ClusterResponse:
     born_charges : ndarray (N, 3, 3) or None
         Z*_i,ab = ∂F_i,b/∂E_a in e (None when not computed).
     dipole : ndarray (3,)
-        Zero-field dipole (e·Å); origin-dependent for charged clusters (origin: centre of nuclear charge).
+        Zero-field dipole (e·Å); origin-dependent for charged clusters (origin: the coordinate origin,
+        where :func:`cut_cluster` puts the centre atom).
     charges : ndarray (N,) or None
         Zero-field atomic charges (e), where the method gives them.
     method : str

@@ -814,6 +814,16 @@ def load_trajectory(out_dir: str | os.PathLike, prefer_merged: bool = True) -> d
     return arrays
 
 
+def trajectory_frame(traj: dict, index: int):
+    """Frame ``index`` of a :func:`load_trajectory` result as a periodic, neutral
+    :class:`polarff.data.Frame` (positions in Å, unwrapped as stored; cell in Å)."""
+    from polarff.data import Frame
+
+    return Frame([str(s) for s in traj["symbols"]], np.asarray(traj["positions"][index], dtype=np.float64) * 10.0,
+                 cell=np.asarray(traj["box"][index], dtype=np.float64) * 10.0, pbc=[True] * 3,
+                 info={"index": int(index)})
+
+
 def write_equilibrated_box(path: str | os.PathLike, ion: str, n_pairs: int, n_waters: int, seed: int, *,
                            equilibration_ps: float = 5.0, temperature_k: float = 298.15, threads: int = 1) -> float:
     """Build an ion box, equilibrate it with the fixed-charge baseline and write it as a PDB (whole molecules).

@@ -215,6 +215,17 @@ def test_dft_water_monomer_polarizability_matches_experiment():
     assert r.n_basis == 39
 
 
+def test_dft_dipole_of_a_charged_cluster_is_taken_about_the_coordinate_origin():
+    """cut_cluster puts the ion at the origin, so the zero-field dipole of a charged cluster is its dipole about
+    the ion: a lone Cl⁻ at x = 1 Å has μ = −1 e·Å along x, and a small basis polarizes it positively."""
+    pytest.importorskip("pyscf")
+    from polarff.clusters import dft_response
+
+    r = dft_response(Frame(["Cl"], np.array([[1.0, 0.0, 0.0]]), total_charge=-1.0), basis="def2-svp")
+    np.testing.assert_allclose(r.dipole, [-1.0, 0.0, 0.0], atol=1e-6)
+    assert r.isotropic > 0.0
+
+
 @pytest.mark.slow
 def test_calibration_is_resumable_and_gives_positive_scales(tmp_path, monkeypatch):
     pytest.importorskip("pyscf")

@@ -253,3 +253,41 @@ def test_chloride_variant_scales_only_the_cl_class_values(trained_model, tmp_pat
             expected[row] *= 0.5
         np.testing.assert_array_equal(after.bins[target].centres, expected)
     assert "x0.5" in after.card["diagnostic_variant"]
+
+
+def test_ion_shell_response_cuts_a_charged_shell_and_is_rotation_invariant(trained_model):
+    """The shell example cuts Cl⁻ with whole neutral waters (the ion at the origin); the model's Δα and |Δμ|
+    do not change when the cluster turns about the ion; a free ion has no dipole and its α times the factor;
+    the factor interpolation inverts a straight line and refuses targets outside the scan."""
+    from scipy.spatial.transform import Rotation
+
+    from polarff.data import Frame
+    from polarff.io import read_frames
+
+    example = load("ion_shell_response")
+    frame = read_frames(EXAMPLES.parent / "polarff" / "data" / "nacl_aq.xyz")[0]
+    cluster, waters, alone = example.shell_parts(frame, "Cl")
+    assert cluster.total_charge == -1.0 and waters.total_charge == 0.0 and not cluster.periodic
+    np.testing.assert_allclose(cluster.positions[cluster.symbols.index("Cl")], 0.0, atol=1e-12)
+    assert waters.symbols == ["O", "H", "H"] * (len(waters.symbols) // 3) and len(waters.symbols) >= 9
+    o_h = np.linalg.norm(waters.positions[1::3] - waters.positions[0::3], axis=1)
+    assert np.all(o_h < 1.2)  # whole waters
+    near = [np.linalg.norm(p) for s, p in zip(waters.symbols, waters.positions) if s == "O"]
+    assert max(near) < example.SHELL_A["Cl"]
+
+    model = trained_model[0]
+    turn = Rotation.from_euler("xyz", [0.7, -0.4, 1.9]).as_matrix()
+    turned = Frame(symbols=cluster.symbols, positions=cluster.positions @ turn.T, total_charge=-1.0)
+    for factor in (1.0, 0.5):
+        a, mu, a_ion = example.model_response(model, cluster, "Cl", factor)
+        a_t, mu_t, _ = example.model_response(model, turned, "Cl", factor)
+        np.testing.assert_allclose(a_t, turn @ a @ turn.T, atol=1e-8)
+        np.testing.assert_allclose(mu_t, turn @ mu, atol=1e-8)
+        a_free, mu_free, a_free_ion = example.model_response(model, alone, "Cl", factor)
+        np.testing.assert_allclose(mu_free, 0.0, atol=1e-12)
+        assert example.isotropic(a_free) == pytest.approx(a_free_ion)
+    full, half = (example.model_response(model, alone, "Cl", f)[2] for f in (1.0, 0.5))
+    assert half == pytest.approx(0.5 * full)
+
+    assert example.interpolate_factor([1.0, 0.5], [3.0, 1.5], 2.25) == pytest.approx(0.75)
+    assert example.interpolate_factor([1.0, 0.5], [3.0, 1.5], 4.0) is None

@@ -110,6 +110,13 @@ def test_outputs_shapes_units_and_whole_molecules(tmp_path, salt_pdb):
     # the DCD holds the same unwrapped positions (Å, float32)
     assert read_dcd_frame_count(tmp_path / "run" / "trajectory.dcd") == n_frames
     np.testing.assert_allclose(read_dcd(tmp_path / "run" / "trajectory.dcd"), traj["positions"] * 10, atol=2e-3)
+    # one frame as a polarff Frame: Å, periodic, the run's cell
+    from polarff.simulate import trajectory_frame
+
+    frame = trajectory_frame(traj, n_frames - 1)
+    assert frame.symbols[-2:] == ["Na", "Cl"] and frame.periodic and frame.total_charge == 0.0
+    np.testing.assert_allclose(frame.positions, traj["positions"][-1] * 10.0)
+    np.testing.assert_allclose(frame.cell, traj["box"][-1] * 10.0)
     assert list(traj["symbols"][:3]) == ["O", "H", "H"] and list(traj["symbols"][-2:]) == ["Na", "Cl"]
 
 
