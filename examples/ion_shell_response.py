@@ -16,8 +16,8 @@ Two differences isolate what the ion does in its shell:
 
 The model's numbers are also given with the ion's polarizability scaled (``--alpha-factors``): the factor at
 which the model's Δα and Δμ meet DFT's is the in-liquid scaling that DFT supports. DFT is B3LYP/def2-SVPD, the
-level the model's polarizability labels are calibrated to (docs/polarizability-labels.md); about 3 minutes per
-Cl⁻(H₂O)₆ cluster on one core.
+level the model's polarizability labels are calibrated to (docs/polarizability-labels.md), by linear response
+with density fitting (``polarff.clusters.dft_response_cpks``).
 
 Example (docs/chloride.md, section 6)::
 
@@ -77,9 +77,11 @@ def isotropic(alpha: np.ndarray) -> float:
     return float(np.trace(alpha) / 3.0)
 
 
-def compare_frame(model, frame, ion: str, factors, qm: bool = True, basis: str = "def2-svpd") -> dict:
-    """Δα and Δμ of one frame's ion shell, the model at each α factor and (when ``qm``) B3LYP."""
-    from polarff.clusters import dft_response
+def compare_frame(model, frame, ion: str, factors, qm: bool = True, basis: str = "def2-svpd",
+                  threads: int = 1) -> dict:
+    """Δα and Δμ of one frame's ion shell, the model at each α factor and (when ``qm``) B3LYP (linear
+    response with density fitting: :func:`polarff.clusters.dft_response_cpks`)."""
+    from polarff.clusters import dft_response_cpks
 
     cluster, waters, alone = shell_parts(frame, ion)
     row = {"frame": frame.info.get("index"), "ion": ion, "n_waters": len(waters.symbols) // 3, "model": {}}
@@ -92,7 +94,7 @@ def compare_frame(model, frame, ion: str, factors, qm: bool = True, basis: str =
                                        "delta_mu_eA": float(np.linalg.norm(mu_c - mu_w))}
     if qm:
         start = time.perf_counter()
-        c, w, f = (dft_response(x, basis=basis) for x in (cluster, waters, alone))
+        c, w, f = (dft_response_cpks(x, basis=basis, threads=threads) for x in (cluster, waters, alone))
         row["dft"] = {"method": c.method, "free_alpha_A3": f.isotropic, "delta_alpha_A3": c.isotropic - w.isotropic,
                       "delta_mu_eA": float(np.linalg.norm(c.dipole - w.dipole)), "seconds": time.perf_counter() - start}
     return row
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="frames to cut, by simulation time (ps)")
     parser.add_argument("--alpha-factors", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.25])
     parser.add_argument("--basis", default="def2-svpd", help="DFT basis (B3LYP)")
+    parser.add_argument("--threads", type=int, default=1, help="pyscf threads")
     parser.add_argument("--no-qm", action="store_true", help="model only")
     parser.add_argument("--json", help="write (and resume from) the results here")
     args = parser.parse_args(argv)
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             for ion in args.ions:
                 if (run, ion, float(times[index])) in keys:
                     continue
-                row = compare_frame(model, frame, ion, args.alpha_factors, not args.no_qm, args.basis)
+                row = compare_frame(model, frame, ion, args.alpha_factors, not args.no_qm, args.basis, args.threads)
                 row.update({"run": run, "time_ps": float(times[index])})
                 rows.append(row)
                 qm = (f"  DFT Δα {row['dft']['delta_alpha_A3']:6.2f} Δμ {row['dft']['delta_mu_eA']:6.3f} "

@@ -395,6 +395,88 @@ def dft_response(frame: Frame, *, xc: str = "b3lyp", basis: str = "def2-svpd",
                            time.perf_counter() - start, int(mol.nao))
 
 
+def dft_response_cpks(frame: Frame, *, xc: str = "b3lyp", basis: str = "def2-svpd", threads: int = 1,
+                      conv_tol: float = 1e-10, cphf_tol: float = 1e-8, grid_level: int = 3,
+                      density_fit: bool = True) -> ClusterResponse:
+    """Kohn–Sham DFT polarizability tensor of a closed-shell cluster by coupled-perturbed Kohn–Sham (pyscf).
+
+    One SCF and one linear-response solve for the three field directions, in place of the seven SCFs of
+    :func:`dft_response` (the same α to finite-difference accuracy, a few times faster); with
+    ``density_fit`` the Coulomb and exchange integrals use pyscf's default auxiliary basis.
+
+    α_ab = ∂μ_a/∂E_b = −4 Σ_ai h^a_ai U^b_ai, with h^a the virtual–occupied dipole integrals (about the centre
+    of nuclear charge; α of a charged cluster does not depend on it) and U^b the orbital response to a unit
+    field along b, symmetrised.
+
+    Parameters
+    ----------
+    frame : Frame
+        Non-periodic, closed-shell cluster (Å).
+    xc, basis : str
+        Functional and basis set (diffuse functions are needed for α: def2-SVPD, aug-cc-pVDZ).
+    threads : int
+        pyscf (OpenMP) threads.
+    conv_tol, cphf_tol : float
+        SCF energy convergence (Hartree) and CPKS residual tolerance.
+    grid_level : int
+        DFT integration grid level.
+    density_fit : bool
+        Density fitting of the two-electron integrals.
+
+    Returns
+    -------
+    ClusterResponse
+        α in Å³, zero-field dipole about the coordinate origin (e·Å), ``n_basis``, wall time.
+
+    Raises
+    ------
+    InputError
+        For a periodic frame or an odd number of electrons.
+    LabelError
+        If the SCF or the CPKS equations do not converge.
+    """
+    from pyscf import dft, lib
+    from pyscf.scf import cphf
+
+    _require_cluster(frame, "a DFT linear-response calculation")
+    lib.num_threads(int(threads))
+    start = time.perf_counter()
+    mol = pyscf_molecule(frame, basis)
+    mf = dft.RKS(mol)
+    mf.xc, mf.conv_tol, mf.max_cycle = xc, conv_tol, 100
+    mf.grids.level = grid_level
+    if density_fit:
+        mf = mf.density_fit()
+    mf.kernel()
+    if not mf.converged:
+        raise LabelError(f"{frame.where()}: {xc}/{basis} SCF did not converge")
+    coeff, occ, energy = mf.mo_coeff, mf.mo_occ, mf.mo_energy
+    occupied, virtual = coeff[:, occ > 0], coeff[:, occ == 0]
+    nuclear = mol.atom_charges()
+    with mol.with_common_orig(nuclear @ mol.atom_coords() / nuclear.sum()):
+        r_ints = mol.intor_symmetric("int1e_r", comp=3)
+    h1 = lib.einsum("xpq,pa,qi->xai", r_ints, virtual, occupied)  # (3, n_virtual, n_occupied)
+    response = mf.gen_response(hermi=1)
+
+    def induced_potential(u: np.ndarray) -> np.ndarray:
+        """Virtual–occupied block of the Coulomb–exchange–correlation response to the orbital rotations u."""
+        u = u.reshape((-1,) + h1.shape[1:])
+        density = np.array([virtual @ (2.0 * x) @ occupied.T for x in u])
+        v1 = response(density + density.transpose(0, 2, 1))
+        return lib.einsum("xpq,pa,qi->xai", v1, virtual, occupied)
+
+    # (ε_a − ε_i) U_ai + induced_potential(U)_ai = −h_ai for a unit field along each axis
+    u, _ = cphf.solve(induced_potential, energy, occ, h1, None, max_cycle=100, tol=cphf_tol)
+    if not np.all(np.isfinite(u)):
+        raise LabelError(f"{frame.where()}: {xc}/{basis} CPKS equations did not converge")
+    alpha_au = -4.0 * np.einsum("xai,yai->xy", h1, u)
+    alpha_au = 0.5 * (alpha_au + alpha_au.T)
+    dipole = np.asarray(mf.dip_moment(mol, mf.make_rdm1(), unit="AU", verbose=0), dtype=np.float64)
+    return ClusterResponse(alpha_au * BOHR3_TO_A3, None, dipole * BOHR_A, None,
+                           f"{xc.upper()}/{basis} (pyscf) CPKS{', density fitting' if density_fit else ''}", 0.0,
+                           time.perf_counter() - start, int(mol.nao))
+
+
 def pyscf_molecule(frame: Frame, basis: str):
     """A closed-shell pyscf ``Mole`` of a cluster (Å), charge = the frame's total charge.
 

@@ -215,6 +215,21 @@ def test_dft_water_monomer_polarizability_matches_experiment():
     assert r.n_basis == 39
 
 
+def test_cpks_polarizability_equals_finite_fields_for_a_charged_cluster():
+    """Linear response (CPKS, density fitting) and central finite fields give the same α tensor of Cl⁻·H₂O
+    (to the finite-difference error) and the same zero-field dipole about the ion."""
+    pytest.importorskip("pyscf")
+    from polarff.clusters import dft_response, dft_response_cpks
+
+    frame = Frame(["Cl", "O", "H", "H"], np.array([[0.0, 0, 0], [3.15, 0, 0], [2.2, 0.1, 0], [3.4, 0.9, 0.1]]),
+                  total_charge=-1.0)
+    linear, finite = dft_response_cpks(frame, basis="def2-svp"), dft_response(frame, basis="def2-svp")
+    np.testing.assert_allclose(linear.polarizability, finite.polarizability, atol=5e-3)  # Å³, of 2.3
+    np.testing.assert_allclose(linear.polarizability, linear.polarizability.T, atol=1e-12)
+    np.testing.assert_allclose(linear.dipole, finite.dipole, atol=1e-3)  # e·Å about the Cl⁻
+    assert "CPKS" in linear.method and linear.n_basis == finite.n_basis
+
+
 def test_dft_dipole_of_a_charged_cluster_is_taken_about_the_coordinate_origin():
     """cut_cluster puts the ion at the origin, so the zero-field dipole of a charged cluster is its dipole about
     the ion: a lone Cl⁻ at x = 1 Å has μ = −1 e·Å along x, and a small basis polarizes it positively."""
