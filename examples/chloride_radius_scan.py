@@ -7,7 +7,7 @@ from their checkpoints, and a finished run is only read. Printed per σ: D (Yeh�
 errors) of water and the ions against experiment, Λ with formal charges, the first Cl–O peak (Å), and the
 Cl⁻ hydration: water O within 0.38 nm (as in the benchmark report) and H within 0.30 nm (the first minimum
 of the Cl–H g(r); neutron diffraction counts 5.8 D around Cl⁻ at 298 K, T. Yamaguchi et al., Chem. Phys.
-Lett. 252, 317 (1996)).
+Lett. 252, 317 (1996)), and how far Cl⁻ sits from the centroid of its shell O (0 in an even cage).
 
 Example (docs/chloride.md; a 100 ps point takes about 30 min alone on one core, 60 min with three on 2 cores)::
 
@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from polarff.analysis.structure import coordination_number
+from polarff.analysis.structure import coordination_number, shell_offset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rebalance_lj import fixed_terms_with_sigmas  # noqa: E402
 
 CL_H_SHELL_NM = 0.30
+CL_O_SHELL_NM = 0.38  # first minimum of the Cl–O g(r), as in polarff.benchmark
 
 
 def xml_with_cl_sigma(source: str, sigma_nm: float) -> str:
@@ -43,6 +44,15 @@ def hydrogens_near(traj: dict, ion: str = "Cl", cutoff_nm: float = CL_H_SHELL_NM
     symbols = np.asarray(traj["symbols"]).astype(str)
     return coordination_number(traj["positions"], traj["box"], np.flatnonzero(symbols == ion)[:1],
                                np.flatnonzero(symbols == "H"), cutoff_nm)
+
+
+def cage_offset_a(traj: dict, ion: str = "Cl", cutoff_nm: float = CL_O_SHELL_NM) -> float:
+    """Mean distance (Å) of the ion from the centroid of the water O within ``cutoff_nm``: how far it sits to
+    one side of its cage (frames with an empty shell left out)."""
+    symbols = np.asarray(traj["symbols"]).astype(str)
+    offsets = shell_offset(traj["positions"], traj["box"], int(np.flatnonzero(symbols == ion)[0]),
+                           np.flatnonzero(symbols == "O"), cutoff_nm)
+    return float(10.0 * np.nanmean(offsets))
 
 
 def write_cl_variant(model: str, output: str, polarizability_factor: float = 1.0, charge_factor: float = 1.0) -> None:
@@ -97,7 +107,7 @@ def summary(run_dir: Path) -> dict:
             "lambda_formal": transport["conductivity"]["molar_conductivity_formal"],
             "cl_o_peak_A": first_peaks(traj)["Cl-O"]["position_A"],
             "cl_o_coordination": ion_structure(traj)["Cl"]["coordination"],
-            "cl_h_coordination": hydrogens_near(traj)}
+            "cl_h_coordination": hydrogens_near(traj), "cl_cage_offset_A": cage_offset_a(traj)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     from polarff.simulate import load_openmm
 
     load_openmm()
-    print("σ(Cl) nm | ps | D(H2O) | D(Na+) | D(Cl-) (1e-9 m²/s, vs exp) | Λ formal | Cl–O peak Å | O, H near Cl")
+    print("σ(Cl) nm | ps | D(H2O) | D(Na+) | D(Cl-) (1e-9 m²/s, vs exp) | Λ formal | Cl–O peak Å | O, H near Cl "
+          "| Cl off cage centre Å")
     for sigma in args.sigma_cl:
         s = summary(run_point(args.model, Path(args.out), sigma, args.length_ps, args.seed))
         d = " | ".join(f"{v:.2f} ± {e:.2f} ({100 * (v / x - 1):+.0f} %)" for v, e, x in s["diffusion"].values())
         lam = s["lambda_formal"]
         print(f"{sigma:g} | {s['length_ps']:.0f} | {d} | {lam['value']:.1f} ± {lam['error']:.1f} | "
-              f"{s['cl_o_peak_A']:.2f} | {s['cl_o_coordination']:.2f}, {s['cl_h_coordination']:.2f}")
+              f"{s['cl_o_peak_A']:.2f} | {s['cl_o_coordination']:.2f}, {s['cl_h_coordination']:.2f} | "
+              f"{s['cl_cage_offset_A']:.2f}")
     return 0
 
 

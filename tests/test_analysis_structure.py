@@ -71,3 +71,21 @@ def test_ion_environment_charge_adds_the_molecules_within_r_across_the_periodic_
         ion_environment_charge(positions, boxes, q, residues, 0, [1.2])
     with pytest.raises(InputError, match="shapes disagree"):
         ion_environment_charge(positions, boxes, q[:5], residues, 0, [0.3])
+
+
+def test_shell_offset_is_zero_in_a_regular_cage_and_the_displacement_off_it():
+    """An ion at the centre of an octahedron of O at 0.3 nm (split across the box boundary) has no offset and
+    six neighbours; moved by 0.05 nm inside the cage, its offset is 0.05 nm; an empty shell gives NaN."""
+    from polarff.analysis.structure import coordination_number, shell_offset
+
+    box = np.eye(3) * 1.5
+    octahedron = 0.3 * np.vstack([np.eye(3), -np.eye(3)])
+    ion = np.array([0.05, 1.45, 0.7])  # the cage wraps around the x and y faces
+    shifted = ion + np.array([0.05, 0.0, 0.0])
+    far = ion + np.array([0.7, 0.0, 0.0])
+    frames = np.array([np.vstack([p, (ion + octahedron) % 1.5]) for p in (ion, shifted, far)])
+    boxes = np.array([box] * 3)
+    offsets = shell_offset(frames, boxes, 0, range(1, 7), 0.38)
+    np.testing.assert_allclose(offsets[:2], [0.0, 0.05], atol=1e-12)
+    assert np.isnan(offsets[2])
+    assert coordination_number(frames[:1], boxes[:1], [0], range(1, 7), 0.38) == 6

@@ -90,11 +90,48 @@ def coordination_number(positions: np.ndarray, boxes: np.ndarray, centres, partn
     float
         Count averaged over frames and centres.
     """
+    d = _partner_vectors(positions, boxes, centres, partners)
+    return float((np.linalg.norm(d, axis=-1) < cutoff_nm).sum(axis=-1).mean())
+
+
+def _partner_vectors(positions: np.ndarray, boxes: np.ndarray, centres, partners) -> np.ndarray:
+    """Minimum-image vectors partner − centre (nm), shape (F, len(centres), len(partners), 3)."""
     positions = np.asarray(positions, dtype=np.float64)
     edges = np.diagonal(np.asarray(boxes, dtype=np.float64), axis1=1, axis2=2)[:, None, None, :]
-    d = positions[:, centres][:, :, None, :] - positions[:, partners][:, None, :, :]
-    d -= edges * np.round(d / edges)
-    return float((np.linalg.norm(d, axis=-1) < cutoff_nm).sum(axis=-1).mean())
+    d = positions[:, partners][:, None, :, :] - positions[:, centres][:, :, None, :]
+    return d - edges * np.round(d / edges)
+
+
+def shell_offset(positions: np.ndarray, boxes: np.ndarray, centre: int, partners, cutoff_nm: float) -> np.ndarray:
+    """Distance (nm) from an atom to the centroid of its first shell, frame by frame.
+
+    A measure of how asymmetric the cage around an ion is: 0 when the shell atoms (``partners`` within
+    ``cutoff_nm``, minimum image) surround it evenly, growing as the ion sits to one side of its shell.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (F, N, 3)
+        Frames, nm.
+    boxes : ndarray, shape (F, 3, 3)
+        Orthorhombic box vectors (rows), nm.
+    centre : int
+        Index of the ion.
+    partners : sequence of int
+        Candidate shell atoms (e.g. the water oxygens).
+    cutoff_nm : float
+        Shell radius, nm.
+
+    Returns
+    -------
+    ndarray, shape (F,)
+        Offset per frame (nm); NaN for a frame with an empty shell.
+    """
+    d = _partner_vectors(positions, boxes, [centre], partners)[:, 0]  # (F, P, 3)
+    inside = (np.linalg.norm(d, axis=-1) < cutoff_nm)[..., None]
+    count = inside.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroid = (d * inside).sum(axis=1) / count
+    return np.linalg.norm(centroid, axis=-1)
 
 
 def first_peak(r_nm: np.ndarray, g: np.ndarray) -> tuple[float, float]:
