@@ -101,7 +101,7 @@ def summary(run_dir: Path) -> dict:
 
     traj = load_trajectory(str(run_dir))
     transport = transport_summary(traj)
-    return {"length_ps": transport["length_ps"],
+    return {"transport": transport, "length_ps": transport["length_ps"],
             "diffusion": {k: (v["corrected"], v["error"], v["experiment"]["value"])
                           for k, v in transport["diffusion"].items()},
             "lambda_formal": transport["conductivity"]["molar_conductivity_formal"],
@@ -121,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cl-charge-factor", type=float, default=1.0)
     parser.add_argument("--length-ps", type=float, default=100.0)
     parser.add_argument("--seed", type=int, default=7, help="benchmark box and thermostat seed")
+    parser.add_argument("--read", nargs="+", metavar="RUN", help="only read these finished salt runs (replicas "
+                        "of one setting): print a row for each and their combination")
     args = parser.parse_args(argv)
+    if args.read:
+        print_replicas([Path(r) for r in args.read])
+        return 0
     if args.write_variant:
         write_cl_variant(args.model, args.write_variant, args.cl_polarizability_factor, args.cl_charge_factor)
         print(f"wrote {args.write_variant}")
@@ -134,16 +139,42 @@ def main(argv: list[str] | None = None) -> int:
     from polarff.simulate import load_openmm
 
     load_openmm()
-    print("σ(Cl) nm | ps | D(H2O) | D(Na+) | D(Cl-) (1e-9 m²/s, vs exp) | Λ formal | Cl–O peak Å | O, H near Cl "
-          "| Cl off cage centre Å")
+    print(HEADER.replace("run", "σ(Cl) nm"))
     for sigma in args.sigma_cl:
-        s = summary(run_point(args.model, Path(args.out), sigma, args.length_ps, args.seed))
-        d = " | ".join(f"{v:.2f} ± {e:.2f} ({100 * (v / x - 1):+.0f} %)" for v, e, x in s["diffusion"].values())
-        lam = s["lambda_formal"]
-        print(f"{sigma:g} | {s['length_ps']:.0f} | {d} | {lam['value']:.1f} ± {lam['error']:.1f} | "
-              f"{s['cl_o_peak_A']:.2f} | {s['cl_o_coordination']:.2f}, {s['cl_h_coordination']:.2f} | "
-              f"{s['cl_cage_offset_A']:.2f}")
+        print(row(f"{sigma:g}", summary(run_point(args.model, Path(args.out), sigma, args.length_ps, args.seed))))
     return 0
+
+
+HEADER = ("run | ps | D(H2O) | D(Na+) | D(Cl-) (1e-9 m²/s, vs exp) | Λ formal | Cl–O peak Å | O, H near Cl "
+          "| Cl off cage centre Å")
+
+
+def row(label: str, s: dict) -> str:
+    """One markdown row of :func:`summary` (or of the combined replicas)."""
+    d = " | ".join(f"{v:.2f} ± {e:.2f} ({100 * (v / x - 1):+.0f} %)" for v, e, x in s["diffusion"].values())
+    lam = s["lambda_formal"]
+    return (f"{label} | {s['length_ps']:.0f} | {d} | {lam['value']:.1f} ± {lam['error']:.1f} | "
+            f"{s['cl_o_peak_A']:.2f} | {s['cl_o_coordination']:.2f}, {s['cl_h_coordination']:.2f} | "
+            f"{s['cl_cage_offset_A']:.2f}")
+
+
+def print_replicas(runs: list[Path]) -> None:
+    """A row per finished run and one for their combination (:func:`polarff.benchmark.combine_replicas`:
+    equal weights, error √(Σ errorᵢ²)/n; structure numbers averaged)."""
+    from polarff.benchmark import combine_replicas
+
+    rows = [summary(r) for r in runs]
+    print(HEADER)
+    for run, s in zip(runs, rows):
+        print(row(str(run), s))
+    if len(rows) > 1:
+        both = combine_replicas([s["transport"] for s in rows])
+        mean = {k: float(np.mean([s[k] for s in rows]))
+                for k in ("cl_o_peak_A", "cl_o_coordination", "cl_h_coordination", "cl_cage_offset_A")}
+        mean.update(length_ps=both["length_ps"], lambda_formal=both["conductivity"]["molar_conductivity_formal"],
+                    diffusion={k: (v["value"], v["error"], v["experiment"]["value"])
+                               for k, v in both["diffusion"].items()})
+        print(row(f"combined ({len(rows)})", mean))
 
 
 if __name__ == "__main__":
