@@ -100,19 +100,22 @@ def compare_frame(model, frame, ion: str, factors, qm: bool = True, basis: str =
     return row
 
 
-def interpolate_factor(factors, model_values, target: float) -> float | None:
-    """The α factor at which the model's value (linear between the given factors) equals ``target``;
-    None when the target lies outside the scanned range."""
+def interpolate_factor(factors, model_values, target: float) -> tuple[float, bool]:
+    """The α factor at which the model's value, linear between the scanned factors, equals ``target``, and
+    whether it lies outside the scan (then extrapolated along the line through the two outermost points on
+    that side)."""
     x, y = np.asarray(factors, float), np.asarray(model_values, float)
     order = np.argsort(y)
-    if not y.min() <= target <= y.max():
-        return None
-    return float(np.interp(target, y[order], x[order]))
+    x, y = x[order], y[order]
+    if y[0] <= target <= y[-1]:
+        return float(np.interp(target, y, x)), False
+    i, j = (0, 1) if target < y[0] else (-2, -1)
+    return float(x[i] + (target - y[i]) * (x[j] - x[i]) / (y[j] - y[i])), True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="finished polarff salt runs (folders of polarff simulate)")
+    parser.add_argument("runs", nargs="*", help="finished polarff salt runs (folders of polarff simulate)")
     parser.add_argument("--model", default="forcefields/nacl_gfn2_water113_hardness.pff", help="polarff model")
     parser.add_argument("--ions", nargs="+", default=["Cl"], choices=sorted(SHELL_A))
     parser.add_argument("--times-ps", type=float, nargs="+", default=[25.0, 75.0, 125.0],
@@ -122,7 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="pyscf threads")
     parser.add_argument("--no-qm", action="store_true", help="model only")
     parser.add_argument("--json", help="write (and resume from) the results here")
+    parser.add_argument("--summarize", nargs="+", metavar="JSON", help="only print the summary of these result "
+                        "files together (e.g. of processes run in parallel on different runs)")
     args = parser.parse_args(argv)
+    if args.summarize:
+        import json
+
+        summarize([r for path in args.summarize for r in json.loads(Path(path).read_text())], args.alpha_factors)
+        return 0
+    if not args.runs:
+        parser.error("give finished runs (or --summarize)")
 
     from polarff.artifact import load_model
     from polarff.fileio import write_json
@@ -185,8 +197,8 @@ def summarize(rows: list[dict], factors) -> None:
                   f"{da[0]:6.2f} ± {da[1]:4.2f} {dm[0]:7.3f} ± {dm[1]:5.3f}")
             for name in ("delta_alpha_A3", "delta_mu_eA"):
                 model_means = [np.mean([r["model"][f"{f:g}"][name] for r in sel]) for f in factors]
-                f_match = interpolate_factor(factors, model_means, float(np.mean([x[name] for x in qm])))
-                where = f"{f_match:.2f}" if f_match is not None else "outside the scanned factors"
+                f_match, outside = interpolate_factor(factors, model_means, float(np.mean([x[name] for x in qm])))
+                where = f"{f_match:.2f}" + (" (extrapolated beyond the scanned factors)" if outside else "")
                 print(f"  α factor at which the model's {name} meets DFT's: {where}")
 
 

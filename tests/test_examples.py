@@ -258,7 +258,7 @@ def test_chloride_variant_scales_only_the_cl_class_values(trained_model, tmp_pat
 def test_ion_shell_response_cuts_a_charged_shell_and_is_rotation_invariant(trained_model):
     """The shell example cuts Cl⁻ with whole neutral waters (the ion at the origin); the model's Δα and |Δμ|
     do not change when the cluster turns about the ion; a free ion has no dipole and its α times the factor;
-    the factor interpolation inverts a straight line and refuses targets outside the scan."""
+    the factor interpolation inverts a straight line, inside the scan and (flagged) beyond it."""
     from scipy.spatial.transform import Rotation
 
     from polarff.data import Frame
@@ -289,5 +289,5 @@ def test_ion_shell_response_cuts_a_charged_shell_and_is_rotation_invariant(train
     full, half = (example.model_response(model, alone, "Cl", f)[2] for f in (1.0, 0.5))
     assert half == pytest.approx(0.5 * full)
 
-    assert example.interpolate_factor([1.0, 0.5], [3.0, 1.5], 2.25) == pytest.approx(0.75)
-    assert example.interpolate_factor([1.0, 0.5], [3.0, 1.5], 4.0) is None
+    assert example.interpolate_factor([1.0, 0.5, 0.25], [3.0, 1.5, 0.75], 2.25) == (pytest.approx(0.75), False)
+    assert example.interpolate_factor([1.0, 0.5, 0.25], [3.0, 1.5, 0.75], 4.5) == (pytest.approx(1.5), True)
