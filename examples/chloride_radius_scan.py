@@ -7,7 +7,8 @@ from their checkpoints, and a finished run is only read. Printed per σ: D (Yeh�
 errors) of water and the ions against experiment, Λ with formal charges, the first Cl–O peak (Å), and the
 Cl⁻ hydration: water O within 0.38 nm (as in the benchmark report) and H within 0.30 nm (the first minimum
 of the Cl–H g(r); neutron diffraction counts 5.8 D around Cl⁻ at 298 K, T. Yamaguchi et al., Chem. Phys.
-Lett. 252, 317 (1996)), and how far Cl⁻ sits from the centroid of its shell O (0 in an even cage).
+Lett. 252, 317 (1996)), how far Cl⁻ sits from the centroid of its shell O (0 in an even cage) and how long
+water stays in its shell (Impey–Madden–McDonald residence time, ``polarff.analysis.residence``).
 
 Example (docs/chloride.md; a 100 ps point takes about 30 min alone on one core, 60 min with three on 2 cores)::
 
@@ -53,6 +54,20 @@ def cage_offset_a(traj: dict, ion: str = "Cl", cutoff_nm: float = CL_O_SHELL_NM)
     offsets = shell_offset(traj["positions"], traj["box"], int(np.flatnonzero(symbols == ion)[0]),
                            np.flatnonzero(symbols == "O"), cutoff_nm)
     return float(10.0 * np.nanmean(offsets))
+
+
+def shell_residence_ps(traj: dict, ion: str = "Cl", cutoff_nm: float = CL_O_SHELL_NM, every_ps: float = 0.1,
+                       max_lag_ps: float = 30.0) -> float:
+    """Residence time (ps) of water in the ion's first shell (Impey–Madden–McDonald, t* = 2 ps; frames
+    thinned to one per ``every_ps``)."""
+    from polarff.analysis.residence import residence_time, shell_correlation, shell_membership
+
+    times = np.asarray(traj["time"])
+    stride = max(1, int(round(every_ps / (times[1] - times[0]))))
+    symbols = np.asarray(traj["symbols"]).astype(str)
+    inside = shell_membership(traj["positions"][::stride], traj["box"][::stride],
+                              int(np.flatnonzero(symbols == ion)[0]), np.flatnonzero(symbols == "O"), cutoff_nm)
+    return residence_time(*shell_correlation(inside, float(times[stride] - times[0]), max_lag_ps))
 
 
 def write_cl_variant(model: str, output: str, polarizability_factor: float = 1.0, charge_factor: float = 1.0) -> None:
@@ -107,7 +122,8 @@ def summary(run_dir: Path) -> dict:
             "lambda_formal": transport["conductivity"]["molar_conductivity_formal"],
             "cl_o_peak_A": first_peaks(traj)["Cl-O"]["position_A"],
             "cl_o_coordination": ion_structure(traj)["Cl"]["coordination"],
-            "cl_h_coordination": hydrogens_near(traj), "cl_cage_offset_A": cage_offset_a(traj)}
+            "cl_h_coordination": hydrogens_near(traj), "cl_cage_offset_A": cage_offset_a(traj),
+            "cl_residence_ps": shell_residence_ps(traj)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 HEADER = ("run | ps | D(H2O) | D(Na+) | D(Cl-) (1e-9 m²/s, vs exp) | Λ formal | Cl–O peak Å | O, H near Cl "
-          "| Cl off cage centre Å")
+          "| Cl off cage centre Å | Cl shell residence ps")
 
 
 def row(label: str, s: dict) -> str:
@@ -155,7 +171,7 @@ def row(label: str, s: dict) -> str:
     lam = s["lambda_formal"]
     return (f"{label} | {s['length_ps']:.0f} | {d} | {lam['value']:.1f} ± {lam['error']:.1f} | "
             f"{s['cl_o_peak_A']:.2f} | {s['cl_o_coordination']:.2f}, {s['cl_h_coordination']:.2f} | "
-            f"{s['cl_cage_offset_A']:.2f}")
+            f"{s['cl_cage_offset_A']:.2f} | {s['cl_residence_ps']:.1f}")
 
 
 def print_replicas(runs: list[Path]) -> None:
@@ -170,7 +186,8 @@ def print_replicas(runs: list[Path]) -> None:
     if len(rows) > 1:
         both = combine_replicas([s["transport"] for s in rows])
         mean = {k: float(np.mean([s[k] for s in rows]))
-                for k in ("cl_o_peak_A", "cl_o_coordination", "cl_h_coordination", "cl_cage_offset_A")}
+                for k in ("cl_o_peak_A", "cl_o_coordination", "cl_h_coordination", "cl_cage_offset_A",
+                          "cl_residence_ps")}
         mean.update(length_ps=both["length_ps"], lambda_formal=both["conductivity"]["molar_conductivity_formal"],
                     diffusion={k: (v["value"], v["error"], v["experiment"]["value"])
                                for k, v in both["diffusion"].items()})

@@ -89,3 +89,28 @@ def test_shell_offset_is_zero_in_a_regular_cage_and_the_displacement_off_it():
     np.testing.assert_allclose(offsets[:2], [0.0, 0.05], atol=1e-12)
     assert np.isnan(offsets[2])
     assert coordination_number(frames[:1], boxes[:1], [0], range(1, 7), 0.38) == 6
+
+
+def test_residence_time_of_fixed_stays_and_the_excursion_tolerance():
+    """A water that stays 1 ps at a time (then 0.5 ps away) has C(t) = 1 − t/1 ps and τ(0.5 ps) = 0.375 ps;
+    a 0.05 ps excursion ends a stay only when it is longer than the tolerance t*."""
+    from polarff.analysis.residence import residence_time, shell_correlation, shell_membership
+
+    stays = np.tile(np.r_[np.ones(100, bool), np.zeros(50, bool)], 20)[:, None]  # 0.01 ps frames
+    lags, c = shell_correlation(stays, 0.01, 0.5, tolerance_ps=0.2)
+    np.testing.assert_allclose(c, 1.0 - lags / 1.0, atol=1e-12)
+    assert residence_time(lags, c) == pytest.approx(0.375)
+
+    broken = stays.copy()
+    for start in range(45, 3000, 150):
+        broken[start:start + 5] = False  # a 0.05 ps excursion in every stay
+    short, tolerant = (shell_correlation(broken, 0.01, 0.5, tolerance_ps=t)[1] for t in (0.02, 0.1))
+    assert short[50] == 0.0 and tolerant[50] > 0.4  # after 0.5 ps only the bridged stays survive
+    assert residence_time(lags, short) < residence_time(lags, tolerant) < 0.375
+    with pytest.raises(Exception, match="shorter than the run"):
+        shell_correlation(stays, 0.01, 40.0)
+
+    # membership uses the minimum image: an O 0.3 nm from the ion across the boundary is in the shell
+    frames = np.array([[[0.05, 0.5, 0.5], [1.25, 0.5, 0.5]], [[0.05, 0.5, 0.5], [0.6, 0.5, 0.5]]])
+    inside = shell_membership(frames, np.array([np.eye(3) * 1.5] * 2), 0, [1], 0.38)
+    assert inside[:, 0].tolist() == [True, False]
