@@ -23,21 +23,9 @@ EXCURSION_TOLERANCE_PS = 2.0
 
 def shell_membership(positions: np.ndarray, boxes: np.ndarray, centre: int, partners, cutoff_nm: float
                      ) -> np.ndarray:
-    """Boolean (F, P): whether each partner atom is within ``cutoff_nm`` of atom ``centre`` (minimum image).
-
-    Parameters
-    ----------
-    positions : ndarray, shape (F, N, 3)
-        Frames, nm.
-    boxes : ndarray, shape (F, 3, 3)
-        Orthorhombic box vectors (rows), nm.
-    centre : int
-        Index of the ion.
-    partners : sequence of int
-        Candidate shell atoms (e.g. the water oxygens).
-    cutoff_nm : float
-        Shell radius, nm.
-    """
+    """Boolean (F, P): whether each of the ``partners`` atoms is within ``cutoff_nm`` of atom ``centre`` in each
+    frame (minimum image). Arguments as for :func:`polarff.analysis.structure.shell_offset` (positions (F, N, 3)
+    and orthorhombic boxes (F, 3, 3) in nm)."""
     return np.linalg.norm(_partner_vectors(positions, boxes, [centre], partners)[:, 0], axis=-1) < cutoff_nm
 
 
