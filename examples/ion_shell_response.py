@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarize:
         import json
 
-        summarize([r for path in args.summarize for r in json.loads(Path(path).read_text())], args.alpha_factors)
+        rows = {(r["run"], r["ion"], r["time_ps"]): r
+                for path in args.summarize for r in json.loads(Path(path).read_text())}
+        summarize(list(rows.values()), args.alpha_factors)  # a frame found in several files counts once
         return 0
     if not args.runs:
         parser.error("give finished runs (or --summarize)")
@@ -195,6 +197,8 @@ def summarize(rows: list[dict], factors) -> None:
             da, dm = stats([x["delta_alpha_A3"] for x in qm]), stats([x["delta_mu_eA"] for x in qm])
             print(f"{qm[0]['method'].split(' ')[0]:22s} {'':7s} {qm[0]['free_alpha_A3']:7.2f} "
                   f"{da[0]:6.2f} ± {da[1]:4.2f} {dm[0]:7.3f} ± {dm[1]:5.3f}")
+            ratio = stats([r["model"][f"{factors[0]:g}"]["delta_mu_eA"] / r["dft"]["delta_mu_eA"] for r in sel])
+            print(f"  Δμ model (α × {factors[0]:g}) / DFT, frame by frame: {ratio[0]:.2f} ± {ratio[1]:.2f}")
             for name in ("delta_alpha_A3", "delta_mu_eA"):
                 model_means = [np.mean([r["model"][f"{f:g}"][name] for r in sel]) for f in factors]
                 f_match, outside = interpolate_factor(factors, model_means, float(np.mean([x[name] for x in qm])))
