@@ -53,6 +53,8 @@ WATER_GEOMETRY = (0.9572, 104.52)
 #: Default finite-field steps (atomic units) of GFN2-xTB and DFT.
 GFN2_FIELD_AU = 5e-4
 DFT_FIELD_AU = 2e-3
+#: Largest residual (a.u.) of the CPKS equations accepted by :func:`dft_response_cpks`.
+CPKS_MAX_RESIDUAL_AU = 1e-5
 
 
 # ------------------------------------------------------------------------------------------ cutting
@@ -467,8 +469,11 @@ def dft_response_cpks(frame: Frame, *, xc: str = "b3lyp", basis: str = "def2-svp
 
     # (ε_a − ε_i) U_ai + induced_potential(U)_ai = −h_ai for a unit field along each axis
     u, _ = cphf.solve(induced_potential, energy, occ, h1, None, max_cycle=100, tol=cphf_tol)
-    if not np.all(np.isfinite(u)):
-        raise LabelError(f"{frame.where()}: {xc}/{basis} CPKS equations did not converge")
+    gaps = energy[occ == 0][:, None] - energy[occ > 0][None, :]
+    residual = np.max(np.abs(gaps * u + induced_potential(u) + h1)) if np.all(np.isfinite(u)) else np.inf
+    if residual > CPKS_MAX_RESIDUAL_AU:
+        raise LabelError(f"{frame.where()}: {xc}/{basis} CPKS equations did not converge (largest residual "
+                         f"{residual:.2e} a.u., expected below {CPKS_MAX_RESIDUAL_AU:g})")
     alpha_au = -4.0 * np.einsum("xai,yai->xy", h1, u)
     alpha_au = 0.5 * (alpha_au + alpha_au.T)
     dipole = np.asarray(mf.dip_moment(mol, mf.make_rdm1(), unit="AU", verbose=0), dtype=np.float64)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from polarff.openmm.loading import load_openmm, load_system_xml  # noqa: F401 (re-exported)
+from polarff.data import Frame
 from polarff.errors import ConfigError, InputError
 
 ENSEMBLES = ("nvt", "npt", "nve")
@@ -814,11 +815,9 @@ def load_trajectory(out_dir: str | os.PathLike, prefer_merged: bool = True) -> d
     return arrays
 
 
-def trajectory_frame(traj: dict, index: int):
+def trajectory_frame(traj: dict, index: int) -> Frame:
     """Frame ``index`` of a :func:`load_trajectory` result as a periodic, neutral
     :class:`polarff.data.Frame` (positions in Å, unwrapped as stored; cell in Å)."""
-    from polarff.data import Frame
-
     return Frame([str(s) for s in traj["symbols"]], np.asarray(traj["positions"][index], dtype=np.float64) * 10.0,
                  cell=np.asarray(traj["box"][index], dtype=np.float64) * 10.0, pbc=[True] * 3,
                  info={"index": int(index)})
