@@ -4,7 +4,7 @@ For frames of a finished polarff salt run, the ion (Cl⁻ or Na⁺) and the whol
 first minimum of the ion–O g(r) are cut out (``polarff.clusters.cut_cluster``, the ion at the origin). For the
 cluster, its waters alone and the ion alone, the model and DFT each give
 
-* the polarizability tensor α (Å³; the model's through its Thole-damped induction, DFT by finite fields), and
+* the polarizability tensor α (Å³; the model's through its Thole-damped induction, DFT's by linear response), and
 * the zero-field dipole about the ion (e·Å; well defined for the charged cluster with that origin).
 
 Two differences isolate what the ion does in its shell:
@@ -74,6 +74,7 @@ def model_response(model, frame, ion: str, alpha_factor: float = 1.0) -> tuple[n
 
 
 def isotropic(alpha: np.ndarray) -> float:
+    """tr(α)/3 of a 3×3 tensor (Å³)."""
     return float(np.trace(alpha) / 3.0)
 
 
