@@ -204,6 +204,8 @@ def summarize(rows: list[dict], factors) -> None:
                 model_means = [np.mean([r["model"][f"{f:g}"][name] for r in sel]) for f in factors]
                 f_match, outside = interpolate_factor(factors, model_means, float(np.mean([x[name] for x in qm])))
                 where = f"{f_match:.2f}" + (" (extrapolated beyond the scanned factors)" if outside else "")
+                if f_match < 0:
+                    where = "none (scaling the ion's α alone cannot reach DFT's value)"
                 print(f"  α factor at which the model's {name} meets DFT's: {where}")
 
 
