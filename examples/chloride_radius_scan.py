@@ -14,8 +14,9 @@ Example (docs/chloride.md; a 100 ps point takes about 30 min alone on one core, 
 
     OMP_NUM_THREADS=1 python examples/chloride_radius_scan.py --out build/cl --sigma-cl 0.474 --length-ps 100
 
-With ``--write-variant`` it writes a diagnostic copy of the model with the Cl⁻ polarizability or charge scaled,
-to run the same way with ``--model`` and the shipped radius (0.466 nm).
+With ``--write-variant`` it writes a diagnostic copy of the model with the Cl⁻ polarizability or charge scaled
+and/or per-species Thole damping strengths set (``--thole Cl=0.12``), to run the same way with ``--model`` and
+the shipped radius (0.466 nm).
 """
 
 from __future__ import annotations
@@ -70,19 +71,29 @@ def shell_residence_ps(traj: dict, ion: str = "Cl", cutoff_nm: float = CL_O_SHEL
     return residence_time(*shell_correlation(inside, float(times[stride] - times[0]), max_lag_ps))
 
 
-def write_cl_variant(model: str, output: str, polarizability_factor: float = 1.0, charge_factor: float = 1.0) -> None:
-    """Save a copy of ``model`` with the Cl⁻ class values (and bin edges) of α and/or q multiplied: a one-knob
-    diagnostic model, not a fitted one (the charges stay neutral through the model's per-frame shift)."""
+def write_cl_variant(model: str, output: str, polarizability_factor: float = 1.0, charge_factor: float = 1.0,
+                     thole: dict[str, float] | None = None, basis: str = "") -> None:
+    """Save a copy of ``model`` with the Cl⁻ class values (and bin edges) of α and/or q multiplied and the given
+    per-species Thole strengths (``{species: a}``, replacing the model's; ``basis`` says where they come from).
+    The charges stay neutral through the model's per-frame shift."""
     from polarff.artifact import load_model
+    from polarff.errors import ConfigError
 
     variant = load_model(model)
+    if thole:
+        unknown = sorted(set(thole) - set(variant.species))
+        if unknown or not all(a > 0 for a in thole.values()):
+            raise ConfigError(f"--thole: expected species of the model {variant.species} with values > 0, "
+                              f"found {thole}")
+        variant.thole = {"a": dict(thole), "basis": basis or "set by hand (examples/chloride_radius_scan.py)"}
     for target, factor in (("polarizabilities", polarizability_factor), ("charges", charge_factor)):
         binning = variant.bins[target]
         row = list(binning.species).index("Cl")
         binning.centres[row] *= factor
         binning.edges[row] *= factor
     variant.card["diagnostic_variant"] = (f"{model} with the Cl⁻ polarizability x{polarizability_factor:g} and "
-                                          f"charge x{charge_factor:g} (examples/chloride_radius_scan.py)")
+                                          f"charge x{charge_factor:g}, Thole a {thole or 'unchanged'} "
+                                          f"(examples/chloride_radius_scan.py)")
     variant.save(output)
 
 
@@ -135,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                         "class values scaled by --cl-polarizability-factor / --cl-charge-factor, then stop")
     parser.add_argument("--cl-polarizability-factor", type=float, default=1.0)
     parser.add_argument("--cl-charge-factor", type=float, default=1.0)
+    parser.add_argument("--thole", nargs="+", metavar="SPECIES=A", default=[],
+                        help="with --write-variant: per-species Thole damping strengths (default 0.39 for all)")
+    parser.add_argument("--thole-basis", default="", help="with --thole: where the values come from")
     parser.add_argument("--length-ps", type=float, default=100.0)
     parser.add_argument("--seed", type=int, default=7, help="benchmark box and thermostat seed")
     parser.add_argument("--read", nargs="+", metavar="RUN", help="only read these finished salt runs (replicas "
@@ -144,7 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         print_replicas([Path(r) for r in args.read])
         return 0
     if args.write_variant:
-        write_cl_variant(args.model, args.write_variant, args.cl_polarizability_factor, args.cl_charge_factor)
+        thole = {}
+        for item in args.thole:
+            name, _, value = item.partition("=")
+            try:
+                thole[name] = float(value)
+            except ValueError:
+                parser.error(f"--thole: expected SPECIES=A (e.g. Cl=0.12), found {item!r}")
+        write_cl_variant(args.model, args.write_variant, args.cl_polarizability_factor, args.cl_charge_factor,
+                         thole, args.thole_basis)
         print(f"wrote {args.write_variant}")
         return 0
     if not args.sigma_cl:

@@ -9,6 +9,8 @@ A ``.pff`` file is a zip archive with
 * ``weights.npz``      — weight arrays by name (``dense_0/kernel`` …), Keras layout (in, out)
 * ``electronegativity.json`` — optional: the electronegativity term of the energy
   (:mod:`polarff.electronegativity`), per-species χ (kJ/mol/e) and reference charges (e)
+* ``thole.json`` — optional: per-species Thole damping strengths that replace the default a = 0.39 for
+  those species (a pair uses ``min(a_i, a_j)``), with the basis of the values
 
 ``load_model`` reads it with numpy and json only, so ``polarff info`` and the torch runtime never
 import TensorFlow. Writes are atomic (temporary file, then rename).
@@ -82,6 +84,10 @@ class PolarffModel:
         ``{"chi_kj_mol_e": {species: χ}, "reference_charges_e": {species: q}, ...}``: the energy term
         Σ_i χ_s(i) (q_i − q_ref,s(i)) that makes the learned charges (nearly) stationary
         (:mod:`polarff.electronegativity`); None for a model without it.
+    thole : dict, optional
+        ``{"a": {species: a}, "basis": str}``: dimensionless Thole damping strengths of the listed species
+        (others keep :data:`polarff.response.THOLE_A`); a pair uses ``min(a_i, a_j)``, so a small value
+        damps all of that species' pairs. None: 0.39 for every species. See :meth:`thole_per_atom`.
     """
 
     descriptor: DescriptorConfig
@@ -90,10 +96,33 @@ class PolarffModel:
     weights: dict[str, np.ndarray]
     card: dict = field(default_factory=dict)
     electronegativity: dict | None = None
+    thole: dict | None = None
 
     @property
     def species(self) -> list[str]:
         return list(self.descriptor.species)
+
+    def thole_per_atom(self, symbols: list[str], default: float | None = None) -> list[float]:
+        """Thole damping strength a (dimensionless) of each atom.
+
+        Parameters
+        ----------
+        symbols : list of str
+            Chemical symbols of the atoms.
+        default : float, optional
+            Value for species the model's ``thole`` does not list (default
+            :data:`polarff.response.THOLE_A`, 0.39).
+
+        Returns
+        -------
+        list of float
+            One value per atom; pairs combine them as ``min(a_i, a_j)``.
+        """
+        from polarff.response import THOLE_A
+
+        by_species = (self.thole or {}).get("a", {})
+        fallback = THOLE_A if default is None else float(default)
+        return [float(by_species.get(s, fallback)) for s in symbols]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the artifact atomically to ``path`` (``.pff``)."""
@@ -107,6 +136,8 @@ class PolarffModel:
             zf.writestr("weights.npz", buf.getvalue())
             if self.electronegativity is not None:
                 zf.writestr("electronegativity.json", to_json(self.electronegativity))
+            if self.thole is not None:
+                zf.writestr("thole.json", to_json(self.thole))
 
 
 def read_card(path: str | os.PathLike) -> dict:
@@ -137,7 +168,25 @@ def load_model(path: str | os.PathLike) -> PolarffModel:
         electronegativity = None
         if "electronegativity.json" in zf.namelist():
             electronegativity = json.loads(zf.read("electronegativity.json"))
-    return PolarffModel(descriptor, bins, network, weights, card, electronegativity)
+        thole = None
+        if "thole.json" in zf.namelist():
+            thole = _checked_thole(json.loads(zf.read("thole.json")), path, descriptor.species)
+    return PolarffModel(descriptor, bins, network, weights, card, electronegativity, thole)
+
+
+def _checked_thole(thole: dict, path, species) -> dict:
+    """``thole.json`` if its values are usable, else ModelError naming the file, field and values."""
+    values = thole.get("a") if isinstance(thole, dict) else None
+    if not isinstance(values, dict):
+        raise ModelError(f"{path}: thole.json: expected an object with field 'a' {{species: value}}, "
+                         f"found {thole!r}")
+    for name, a in values.items():
+        if name not in species:
+            raise ModelError(f"{path}: thole.json field 'a': species {name!r} is not one of the model's "
+                             f"{list(species)}")
+        if not isinstance(a, (int, float)) or not np.isfinite(a) or a <= 0:
+            raise ModelError(f"{path}: thole.json field 'a.{name}': expected a finite number > 0, found {a!r}")
+    return thole
 
 
 def _open(path) -> zipfile.ZipFile:

@@ -11,7 +11,10 @@ Physics
 -------
 * Exponential (AMOEBA-style) Thole damping with ``a = 0.39``: ``u = r / (α_i α_j)^(1/6)``,
   ``λ3 = 1 − exp(−a u³)``, ``λ5 = 1 − (1 + a u³) exp(−a u³)``. (λ3, λ5) are exactly the damping factors
-  of the field of a smeared charge and of its gradient: ``T_ij = −∇ (λ3 r / r³)``.
+  of the field of a smeared charge and of its gradient: ``T_ij = −∇ (λ3 r / r³)``. Every function takes
+  ``a`` either as one number for all pairs or per atom, shape (N,); a pair then uses ``min(a_i, a_j)``,
+  AMOEBA's (and OpenMM's ``AmoebaMultipoleForce``'s) combination rule, so an atom with a small ``a``
+  damps all its pairs more strongly (:func:`pair_thole`).
 * Permanent field on atom i from the charges of *other* molecules:
   ``E_i = Σ_j q_j λ3 r_ij / r³`` with ``r_ij = r_i − r_j``.
 * Dipole–dipole tensor for every pair ``j ≠ i`` (intramolecular pairs included):
@@ -93,7 +96,39 @@ def switch(r: np.ndarray, switch_on: float, cutoff: float) -> np.ndarray:
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
 
 
-def thole_damping(r: np.ndarray, alpha_i: np.ndarray, alpha_j: np.ndarray, a: float = THOLE_A
+def pair_thole(a: float | np.ndarray, n_atoms: int) -> float | np.ndarray:
+    """Thole parameter of every pair from a global or per-atom ``a`` (dimensionless).
+
+    Parameters
+    ----------
+    a : float or ndarray, shape (N,)
+        One value for all pairs, or one per atom.
+    n_atoms : int
+        Number of atoms N.
+
+    Returns
+    -------
+    float or ndarray, shape (N, N)
+        ``a`` itself for a number; ``min(a_i, a_j)`` for per-atom values.
+
+    Raises
+    ------
+    InputError
+        For a non-positive or non-finite value, or per-atom values of the wrong length.
+    """
+    arr = np.asarray(a, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise InputError("invalid Thole damping parameter", field="thole a", expected="finite values > 0",
+                         found=f"min {arr.min():.4g}" if arr.size else "empty")
+    if arr.ndim == 0:
+        return float(arr)
+    if arr.shape != (n_atoms,):
+        raise InputError("per-atom Thole parameters of the wrong shape", field="thole a",
+                         expected=f"a number or shape ({n_atoms},)", found=arr.shape)
+    return np.minimum(arr[:, None], arr[None, :])
+
+
+def thole_damping(r: np.ndarray, alpha_i: np.ndarray, alpha_j: np.ndarray, a: float | np.ndarray = THOLE_A
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Exponential Thole damping factors (λ3, λ5) of a pair.
 
@@ -103,8 +138,8 @@ def thole_damping(r: np.ndarray, alpha_i: np.ndarray, alpha_j: np.ndarray, a: fl
         Pair distances in Å.
     alpha_i, alpha_j : ndarray
         Isotropic polarizabilities of the two atoms in Å³ (broadcast against ``r``).
-    a : float
-        Damping parameter (dimensionless).
+    a : float or ndarray
+        Damping parameter of the pairs (dimensionless; broadcast against ``r``).
 
     Returns
     -------
@@ -336,14 +371,14 @@ def _external(external_field: np.ndarray | None) -> np.ndarray:
     return e
 
 
-def damping(geometry: FrameGeometry, alpha: np.ndarray, a: float = THOLE_A
+def damping(geometry: FrameGeometry, alpha: np.ndarray, a: float | np.ndarray = THOLE_A
             ) -> tuple[np.ndarray, np.ndarray]:
-    """(λ3, λ5) of every pair, shape (N, N) each."""
-    return _damping_from_cubes(geometry.r_cubed, alpha[:, None] * alpha[None, :], a)
+    """(λ3, λ5) of every pair, shape (N, N) each (``a`` global or per atom, see :func:`pair_thole`)."""
+    return _damping_from_cubes(geometry.r_cubed, alpha[:, None] * alpha[None, :], pair_thole(a, geometry.n_atoms))
 
 
 def permanent_field(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
-                    a: float = THOLE_A) -> np.ndarray:
+                    a: float | np.ndarray = THOLE_A) -> np.ndarray:
     """Damped field (e/Å²) on each atom from the charges of the other molecules, shape (N, 3)."""
     q = _check_per_atom(charges, geometry, "charges")
     alpha = _check_per_atom(alpha, geometry, "polarizabilities", nonnegative=True)
@@ -351,7 +386,7 @@ def permanent_field(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndar
     return np.einsum("ij,ijk,j->ik", lambda3, geometry.field_kernel, q)
 
 
-def dipole_tensor(geometry: FrameGeometry, alpha: np.ndarray, a: float = THOLE_A) -> np.ndarray:
+def dipole_tensor(geometry: FrameGeometry, alpha: np.ndarray, a: float | np.ndarray = THOLE_A) -> np.ndarray:
     """Damped dipole–dipole interaction matrix T (Å⁻³), shape (3N, 3N), index ``3 i + component``."""
     alpha = _check_per_atom(alpha, geometry, "polarizabilities", nonnegative=True)
     lambda3, lambda5 = damping(geometry, alpha, a)
@@ -366,7 +401,7 @@ def _uniform_field_columns(n_atoms: int) -> np.ndarray:
     return np.tile(np.eye(3), (n_atoms, 1))
 
 
-def _scaled_factor(geometry: FrameGeometry, alpha: np.ndarray, a: float):
+def _scaled_factor(geometry: FrameGeometry, alpha: np.ndarray, a: float | np.ndarray):
     """Cholesky factor of I − S T S with S = diag(sqrt(α)) (3N), and the 3N vector of sqrt(α)."""
     import scipy.linalg
 
@@ -383,7 +418,7 @@ def _scaled_factor(geometry: FrameGeometry, alpha: np.ndarray, a: float):
     return factor, sqrt_alpha
 
 
-def _relay(geometry: FrameGeometry, alpha: np.ndarray, fields: np.ndarray, a: float) -> np.ndarray:
+def _relay(geometry: FrameGeometry, alpha: np.ndarray, fields: np.ndarray, a: float | np.ndarray) -> np.ndarray:
     """B F = (A⁻¹ − T)⁻¹ F for a (3N, k) block of fields F."""
     import scipy.linalg
 
@@ -422,7 +457,7 @@ class Response:
 
 
 def response(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
-             external_field: np.ndarray | None = None, a: float = THOLE_A) -> Response:
+             external_field: np.ndarray | None = None, a: float | np.ndarray = THOLE_A) -> Response:
     """Induced dipoles, dipoles and polarizabilities of a frame with one factorisation.
 
     Parameters
@@ -435,8 +470,8 @@ def response(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
         Isotropic atomic polarizabilities in Å³ (≥ 0; 0 = non-polarizable point charge).
     external_field : ndarray, shape (3,), optional
         Uniform applied field in e/Å² (zero by default).
-    a : float
-        Thole damping parameter.
+    a : float or ndarray, shape (N,)
+        Thole damping parameter, global or per atom (pairs use ``min(a_i, a_j)``).
 
     Returns
     -------
@@ -459,7 +494,7 @@ def response(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
 
 
 def induced_dipoles(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
-                    external_field: np.ndarray | None = None, a: float = THOLE_A) -> np.ndarray:
+                    external_field: np.ndarray | None = None, a: float | np.ndarray = THOLE_A) -> np.ndarray:
     """Induced atomic dipoles (e·Å), shape (N, 3), by a dense direct solve."""
     q = _check_per_atom(charges, geometry, "charges")
     alpha = _check_per_atom(alpha, geometry, "polarizabilities", nonnegative=True)
@@ -468,40 +503,42 @@ def induced_dipoles(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndar
 
 
 def frame_dipole(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
-                 external_field: np.ndarray | None = None, a: float = THOLE_A) -> np.ndarray:
+                 external_field: np.ndarray | None = None, a: float | np.ndarray = THOLE_A) -> np.ndarray:
     """Frame dipole Σ q_i x_i + Σ μ_ind,i in e·Å, shape (3,)."""
     q = _check_per_atom(charges, geometry, "charges")
     return q @ geometry.dipole_positions + induced_dipoles(geometry, q, alpha, external_field, a).sum(axis=0)
 
 
 def molecular_dipoles(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
-                      external_field: np.ndarray | None = None, a: float = THOLE_A) -> np.ndarray:
+                      external_field: np.ndarray | None = None, a: float | np.ndarray = THOLE_A) -> np.ndarray:
     """Molecular dipoles (e·Å) about each molecule's first atom, shape (M, 3)."""
     q = _check_per_atom(charges, geometry, "charges")
     induced = induced_dipoles(geometry, q, alpha, external_field, a)
     return geometry.membership @ (q[:, None] * geometry.relative_positions + induced)
 
 
-def atomic_polarizabilities(geometry: FrameGeometry, alpha: np.ndarray, a: float = THOLE_A) -> np.ndarray:
+def atomic_polarizabilities(geometry: FrameGeometry, alpha: np.ndarray, a: float | np.ndarray = THOLE_A
+                            ) -> np.ndarray:
     """Effective atomic polarizability tensors Σ_j B_ij (Å³), shape (N, 3, 3)."""
     alpha = _check_per_atom(alpha, geometry, "polarizabilities", nonnegative=True)
     n = geometry.n_atoms
     return _relay(geometry, alpha, _uniform_field_columns(n), a).reshape(n, 3, 3)
 
 
-def frame_polarizability(geometry: FrameGeometry, alpha: np.ndarray, a: float = THOLE_A) -> np.ndarray:
+def frame_polarizability(geometry: FrameGeometry, alpha: np.ndarray, a: float | np.ndarray = THOLE_A
+                         ) -> np.ndarray:
     """Frame polarizability Σ_ij B_ij (Å³), shape (3, 3), symmetric."""
     return atomic_polarizabilities(geometry, alpha, a).sum(axis=0)
 
 
-def molecular_polarizabilities(geometry: FrameGeometry, alpha: np.ndarray, a: float = THOLE_A
+def molecular_polarizabilities(geometry: FrameGeometry, alpha: np.ndarray, a: float | np.ndarray = THOLE_A
                                ) -> np.ndarray:
     """Row-sum molecular polarizabilities Σ_{i∈m} Σ_j B_ij (Å³), shape (M, 3, 3)."""
     return np.einsum("mn,nab->mab", geometry.membership, atomic_polarizabilities(geometry, alpha, a))
 
 
 def induced_dipoles_iterative(geometry: FrameGeometry, charges: np.ndarray, alpha: np.ndarray,
-                              external_field: np.ndarray | None = None, a: float = THOLE_A,
+                              external_field: np.ndarray | None = None, a: float | np.ndarray = THOLE_A,
                               tol: float = 1e-10, max_iter: int = 1000) -> np.ndarray:
     """Induced dipoles (e·Å) by conjugate gradients on ``(I − S T S) y = S E``, ``μ = S y``.
 

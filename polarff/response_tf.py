@@ -1,9 +1,9 @@
 """TensorFlow twin of :mod:`polarff.response` for the training loss.
 
 Same physics, same conventions and the same :class:`~polarff.response.FrameGeometry` (see that module's
-docstring): exponential Thole damping (a = 0.39), permanent field from other molecules' charges,
-dipole–dipole tensor over all pairs, periodic pair terms switched off smoothly between ``switch_on`` and
-``cutoff``, frame and row-sum molecular polarizabilities.
+docstring): exponential Thole damping (a = 0.39 by default, or per atom with pairs using ``min(a_i, a_j)``),
+permanent field from other molecules' charges, dipole–dipole tensor over all pairs, periodic pair terms
+switched off smoothly between ``switch_on`` and ``cutoff``, frame and row-sum molecular polarizabilities.
 
 Charges and polarizabilities are differentiable tensors; the geometry is constant (positions are not
 differentiated). The linear system ``(I − A T) X = A F`` (equivalent to ``(A⁻¹ − T) X = F``) is solved
@@ -52,29 +52,43 @@ def _tensors(geometry: FrameGeometry | TFGeometry, dtype: tf.DType) -> TFGeometr
     return to_tensors(geometry, dtype)
 
 
-def damping(r_cubed: tf.Tensor, alpha: tf.Tensor, a: float = THOLE_A) -> tuple[tf.Tensor, tf.Tensor]:
-    """(λ3, λ5) of every pair, (N, N) each, from r³ (Å³) and the atomic polarizabilities α (Å³)."""
+def pair_thole(a: float | np.ndarray, dtype: tf.DType) -> tf.Tensor:
+    """Thole parameter of the pairs: ``a`` for a number, ``min(a_i, a_j)`` (N, N) for per-atom values (N,).
+
+    Unlike :func:`polarff.response.pair_thole` it does not check the values (it runs inside the loss)."""
+    if not tf.is_tensor(a):
+        a = np.asarray(a, dtype=np.float64)  # not tf.convert_to_tensor: it makes a Python float float32
+    a = tf.cast(a, dtype)
+    if a.shape.rank == 0:
+        return a
+    return tf.minimum(a[:, None], a[None, :])
+
+
+def damping(r_cubed: tf.Tensor, alpha: tf.Tensor, a: float | np.ndarray = THOLE_A) -> tuple[tf.Tensor, tf.Tensor]:
+    """(λ3, λ5) of every pair, (N, N) each, from r³ (Å³), the atomic polarizabilities α (Å³) and the Thole
+    parameter ``a`` (a number, or per atom)."""
     product = alpha[:, None] * alpha[None, :]
-    au3 = a * r_cubed / tf.sqrt(tf.maximum(product, tf.cast(ALPHA_FLOOR**2, product.dtype)))
+    au3 = pair_thole(a, product.dtype) * r_cubed / tf.sqrt(tf.maximum(product, tf.cast(ALPHA_FLOOR**2, product.dtype)))
     decay = tf.exp(-au3)
     return 1.0 - decay, 1.0 - (1.0 + au3) * decay
 
 
 def permanent_field(geometry: FrameGeometry | TFGeometry, charges: tf.Tensor, alpha: tf.Tensor,
-                    a: float = THOLE_A) -> tf.Tensor:
+                    a: float | np.ndarray = THOLE_A) -> tf.Tensor:
     """Damped field (e/Å²) on each atom from the charges of the other molecules, shape (N, 3)."""
     g = _tensors(geometry, alpha.dtype)
     lambda3, _ = damping(g.r_cubed, alpha, a)
     return tf.einsum("ij,ijk,j->ik", lambda3, g.field_kernel, charges)
 
 
-def dipole_tensor(geometry: FrameGeometry | TFGeometry, alpha: tf.Tensor, a: float = THOLE_A) -> tf.Tensor:
+def dipole_tensor(geometry: FrameGeometry | TFGeometry, alpha: tf.Tensor, a: float | np.ndarray = THOLE_A
+                  ) -> tf.Tensor:
     """Damped dipole–dipole matrix T (Å⁻³), shape (3N, 3N), index ``3 i + component``."""
     g = _tensors(geometry, alpha.dtype)
     return _dipole_tensor(g, alpha, a)
 
 
-def _dipole_tensor(g: TFGeometry, alpha: tf.Tensor, a: float) -> tf.Tensor:
+def _dipole_tensor(g: TFGeometry, alpha: tf.Tensor, a: float | np.ndarray) -> tf.Tensor:
     lambda3, lambda5 = damping(g.r_cubed, alpha, a)
     eye3 = tf.eye(3, dtype=alpha.dtype)
     blocks = lambda5[..., None, None] * g.tensor_rr \
@@ -84,7 +98,7 @@ def _dipole_tensor(g: TFGeometry, alpha: tf.Tensor, a: float) -> tf.Tensor:
 
 
 def response(geometry: FrameGeometry | TFGeometry, charges: tf.Tensor, alpha: tf.Tensor,
-             external_field: tf.Tensor | None = None, a: float = THOLE_A) -> dict[str, tf.Tensor]:
+             external_field: tf.Tensor | None = None, a: float | np.ndarray = THOLE_A) -> dict[str, tf.Tensor]:
     """Induced dipoles, dipoles and polarizabilities of one frame (differentiable in q and α).
 
     Parameters
@@ -97,8 +111,8 @@ def response(geometry: FrameGeometry | TFGeometry, charges: tf.Tensor, alpha: tf
         Isotropic atomic polarizabilities in Å³ (≥ 0); its dtype sets the computation dtype.
     external_field : tf.Tensor, shape (3,), optional
         Uniform applied field in e/Å².
-    a : float
-        Thole damping parameter.
+    a : float or array_like, shape (N,)
+        Thole damping parameter, global or per atom (pairs use ``min(a_i, a_j)``).
 
     Returns
     -------
@@ -135,27 +149,27 @@ def response(geometry: FrameGeometry | TFGeometry, charges: tf.Tensor, alpha: tf
     }
 
 
-def induced_dipoles(geometry, charges, alpha, external_field=None, a: float = THOLE_A) -> tf.Tensor:
+def induced_dipoles(geometry, charges, alpha, external_field=None, a: float | np.ndarray = THOLE_A) -> tf.Tensor:
     """Induced atomic dipoles (e·Å), shape (N, 3); see :func:`response`."""
     return response(geometry, charges, alpha, external_field, a)["induced_dipoles"]
 
 
-def frame_dipole(geometry, charges, alpha, external_field=None, a: float = THOLE_A) -> tf.Tensor:
+def frame_dipole(geometry, charges, alpha, external_field=None, a: float | np.ndarray = THOLE_A) -> tf.Tensor:
     """Frame dipole (e·Å), shape (3,); see :func:`response`."""
     return response(geometry, charges, alpha, external_field, a)["dipole"]
 
 
-def molecular_dipoles(geometry, charges, alpha, external_field=None, a: float = THOLE_A) -> tf.Tensor:
+def molecular_dipoles(geometry, charges, alpha, external_field=None, a: float | np.ndarray = THOLE_A) -> tf.Tensor:
     """Molecular dipoles (e·Å) about each molecule's first atom, shape (M, 3); see :func:`response`."""
     return response(geometry, charges, alpha, external_field, a)["molecular_dipoles"]
 
 
-def frame_polarizability(geometry, alpha, a: float = THOLE_A) -> tf.Tensor:
+def frame_polarizability(geometry, alpha, a: float | np.ndarray = THOLE_A) -> tf.Tensor:
     """Frame polarizability (Å³), shape (3, 3)."""
     return _polarizability_response(geometry, alpha, a).sum_frame
 
 
-def molecular_polarizabilities(geometry, alpha, a: float = THOLE_A) -> tf.Tensor:
+def molecular_polarizabilities(geometry, alpha, a: float | np.ndarray = THOLE_A) -> tf.Tensor:
     """Row-sum molecular polarizabilities (Å³), shape (M, 3, 3)."""
     return _polarizability_response(geometry, alpha, a).per_molecule
 
@@ -165,7 +179,7 @@ class _Polarizability(NamedTuple):
     per_molecule: tf.Tensor
 
 
-def _polarizability_response(geometry, alpha, a: float) -> _Polarizability:
+def _polarizability_response(geometry, alpha, a: float | np.ndarray) -> _Polarizability:
     alpha = tf.convert_to_tensor(alpha)
     dtype = alpha.dtype
     g = _tensors(geometry, dtype)

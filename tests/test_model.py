@@ -46,6 +46,35 @@ def test_save_load_round_trip_and_card(trained_model, labelled_boxes):
     assert card["units"]["charges"] == "e" and "test" in card["metrics"]
 
 
+def test_per_species_thole_round_trip_and_clear_errors(trained_model, tmp_path):
+    import copy
+    import zipfile
+
+    from polarff.errors import ModelError
+
+    model, _, path = trained_model
+    assert load_model(path).thole is None
+    assert load_model(path).thole_per_atom(["O", "Cl"]) == [0.39, 0.39]
+    variant = copy.copy(model)
+    variant.thole = {"a": {"Cl": 0.12}, "basis": "test"}
+    out = tmp_path / "thole.pff"
+    variant.save(out)
+    back = load_model(out)
+    assert back.thole == {"a": {"Cl": 0.12}, "basis": "test"}
+    assert back.thole_per_atom(["O", "H", "Cl", "Na"]) == [0.39, 0.39, 0.12, 0.39]
+    assert back.thole_per_atom(["O", "Cl"], default=0.3) == [0.3, 0.12]
+    for bad, message in (({"a": {"Cl": -1.0}}, "a.Cl.*> 0.*-1.0"), ({"a": {"Br": 0.1}}, "'Br' is not one"),
+                         ({"values": {}}, "field 'a'")):
+        broken = tmp_path / "broken.pff"
+        with zipfile.ZipFile(out) as source, zipfile.ZipFile(broken, "w") as target:
+            for item in source.namelist():
+                if item != "thole.json":
+                    target.writestr(item, source.read(item))
+            target.writestr("thole.json", __import__("json").dumps(bad))
+        with pytest.raises(ModelError, match=f"broken.pff: thole.json.*{message}"):
+            load_model(broken)
+
+
 def test_keras_and_torch_twin_agree(trained_model, labelled_boxes):
     torch = pytest.importorskip("torch")
     from polarff.runtime.network import ChargeModel

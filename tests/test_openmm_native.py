@@ -199,6 +199,36 @@ def test_amoeba_cluster_energy_and_forces_equal_polarff_electrostatics(responsiv
     assert np.abs(missing).max() > 1e-3 * scale  # the term native mode drops is not negligible
 
 
+def test_per_species_thole_is_paired_by_min_in_amoeba_and_in_polarff(responsive_model):
+    """A model with its own Thole strengths for the ions: OpenMM's AMOEBA (which pairs a = min(a_i, a_j))
+    and polarff's electrostatics (which takes them from the model) still agree, and the values matter."""
+    import copy
+
+    from polarff.openmm.potential import PolarffPotential
+    from polarff.openmm.system import intramolecular_pairs, topology_symbols
+
+    variant = copy.copy(responsive_model)
+    variant.thole = {"a": {"Cl": 0.05, "Na": 0.2}, "basis": "test"}
+    topology, positions = cluster()
+    symbols = topology_symbols(topology)
+    energies = {}
+    for name, model in (("default", responsive_model), ("ions", variant)):
+        system, _ = create_native_system(model, topology, positions)
+        force = find_native_force(system)
+        force.setMutualInducedTargetEpsilon(1e-10)
+        force.setForceGroup(1)
+        assert [force.getMultipoleParameters(i)[7] for i in range(len(symbols))] == model.thole_per_atom(symbols)
+        e_native, _ = energy_and_forces(make_context(system, positions), groups={1})
+        options = {"induction_cutoff_nm": 3.0, "n_induction_iterations": 60}
+        potential = PolarffPotential(model, symbols, intramolecular_pairs(topology), False, 0.0, None, options)
+        x = torch.tensor(positions)
+        q, alpha = potential.charges_and_polarizabilities(x, None)
+        e_polarff = float(potential.electrostatics(x, torch.zeros((3, 3), dtype=torch.float64), q, alpha))
+        assert e_native == pytest.approx(e_polarff, rel=1e-6)
+        energies[name] = e_native
+    assert abs(energies["ions"] - energies["default"]) > 1e-3 * abs(energies["default"])
+
+
 def test_drude_mode_matches_amoeba_for_distant_ions(responsive_model):
     """Two ions 1.5 nm apart: damping is negligible, so the Drude oscillator (k from alpha at fixed q_D)
     and AMOEBA's point dipoles give the same mutual induction energy, up to the finite length d of the

@@ -123,6 +123,35 @@ def test_damping_closed_form():
     assert lam3[0] == 1.0 and lam5[0] == 1.0  # a point charge is undamped
 
 
+def test_per_atom_thole_pairs_use_the_smaller_value(cluster):
+    """Per-atom a: a pair uses min(a_i, a_j) (AMOEBA's rule); equal values are the global a."""
+    geometry = rs.FrameGeometry.from_frame(cluster)
+    q, alpha = params(cluster)
+    n = cluster.n_atoms
+    is_cl = np.array([s == "Cl" for s in cluster.symbols])
+    per_atom = np.where(is_cl, 0.05, rs.THOLE_A)
+    lam3, lam5 = rs.damping(geometry, alpha, per_atom)
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                ref3, ref5 = lambdas(np.cbrt(geometry.r_cubed[i, j]), alpha[i], alpha[j], min(per_atom[i], per_atom[j]))
+                assert lam3[i, j] == pytest.approx(ref3, rel=1e-12) and lam5[i, j] == pytest.approx(ref5, rel=1e-12)
+    uniform = rs.response(geometry, q, alpha, a=np.full(n, rs.THOLE_A))
+    default = rs.response(geometry, q, alpha)
+    np.testing.assert_array_equal(uniform.induced_dipoles, default.induced_dipoles)
+    damped = rs.response(geometry, q, alpha, a=per_atom)
+    # stronger damping of the Cl pairs: the Cl⁻ field on its neighbours and their coupling shrink
+    assert np.abs(damped.induced_dipoles - default.induced_dipoles).max() > 1e-3
+    assert np.abs(damped.induced_dipoles[~is_cl]).sum() < np.abs(default.induced_dipoles[~is_cl]).sum()
+    # pairs without Cl are unchanged
+    plain3, _ = rs.damping(geometry, alpha)
+    np.testing.assert_array_equal(lam3[np.ix_(~is_cl, ~is_cl)], plain3[np.ix_(~is_cl, ~is_cl)])
+    with pytest.raises(InputError, match="thole a.*shape"):
+        rs.response(geometry, q, alpha, a=np.full(n + 1, 0.39))
+    with pytest.raises(InputError, match="thole a.*> 0"):
+        rs.response(geometry, q, alpha, a=np.where(is_cl, 0.0, 0.39))
+
+
 def test_dipole_tensor_is_minus_gradient_of_damped_charge_field():
     """T_ij = −∂/∂r (λ3 r/r³): the λ5 factor must be consistent with the λ3 factor."""
     alpha_i, alpha_j = 0.9, 0.5
@@ -355,6 +384,12 @@ def test_tensorflow_matches_numpy(system, request, tf_mod):
                                ref.polarizability, atol=1e-10)
     np.testing.assert_allclose(tf_mod.dipole_tensor(geometry, tf.constant(alpha)).numpy(),
                                rs.dipole_tensor(geometry, alpha), atol=1e-12)
+    per_atom = np.where(np.array([s == "Cl" for s in frame.symbols]), 0.1, 0.3)
+    ref = rs.response(geometry, q, alpha, field, a=per_atom)
+    out = tf_mod.response(tf_mod.to_tensors(geometry), tf.constant(q), tf.constant(alpha), tf.constant(field),
+                          a=per_atom)
+    for name in ("induced_dipoles", "polarizability", "molecular_polarizabilities"):
+        np.testing.assert_allclose(out[name].numpy(), getattr(ref, name), rtol=0, atol=1e-10, err_msg=name)
 
 
 def test_tensorflow_gradient_matches_finite_difference(box, tf_mod):

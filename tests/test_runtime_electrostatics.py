@@ -260,6 +260,43 @@ def test_induced_dipoles_match_dense_solve():
     assert residuals[0] > residuals[1] > residuals[2]
 
 
+def test_per_atom_thole_matches_numpy_response_and_forces():
+    """Per-atom Thole strengths (pairs: min(a_i, a_j)) give the numpy reference's induced dipoles
+    (polarff.response, in Å) and forces equal to -dE/dr by finite differences."""
+    from polarff.data import Frame
+    from polarff.response import FrameGeometry, induced_dipoles
+
+    positions, symbols, exclusions, _ = water_nacl_box(2, seed=5)
+    charges, polarizabilities = _parameters(symbols)
+    thole = [0.05 if s == "Cl" else 0.2 if s == "Na" else 0.39 for s in symbols]
+    n_atoms = len(symbols)
+    frame = Frame(symbols, positions * 10.0)
+    geometry = FrameGeometry.from_frame(frame)
+    same_molecule = geometry.molecule_index[:, None] == geometry.molecule_index[None, :]
+    assert {tuple(p) for p in exclusions.tolist()} == {(i, j) for i, j in zip(*np.nonzero(np.triu(same_molecule, 1)))}
+    reference = induced_dipoles(geometry, charges, polarizabilities * 1e3, a=np.array(thole)) / 10.0  # e·nm
+    args = (_t(positions), _t(np.eye(3)), _t(charges), _t(polarizabilities))
+    module = Electrostatics(n_atoms, exclusions, False, induction_cutoff_nm=5.0, induction_switch_width_nm=1.0,
+                            n_induction_iterations=3 * n_atoms, thole_per_atom=thole)
+    dipoles = module.induced_dipoles(*args).numpy()
+    assert np.abs(dipoles - reference).max() <= 1e-9 * np.abs(reference).max()
+    default = Electrostatics(n_atoms, exclusions, False, induction_cutoff_nm=5.0, induction_switch_width_nm=1.0,
+                             n_induction_iterations=3 * n_atoms).induced_dipoles(*args).numpy()
+    assert np.abs(default - reference).max() > 1e-3 * np.abs(reference).max()  # the values matter
+    energy, forces = _energy_and_forces(module, positions, np.eye(3), charges, polarizabilities)
+    step, atom = 1e-6, symbols.index("Cl")
+    for axis in range(3):
+        shifted = [positions.copy(), positions.copy()]
+        shifted[0][atom, axis] += step
+        shifted[1][atom, axis] -= step
+        plus, minus = (_energy_and_forces(module, x, np.eye(3), charges, polarizabilities)[0] for x in shifted)
+        assert forces[atom, axis] == pytest.approx(-(plus - minus) / (2 * step), rel=1e-6, abs=1e-6)
+    with pytest.raises(ConfigError, match="thole_per_atom"):
+        Electrostatics(n_atoms, exclusions, False, thole_per_atom=thole[:-1])
+    with pytest.raises(ConfigError, match="thole_per_atom"):
+        Electrostatics(n_atoms, exclusions, False, thole_per_atom=[0.0] * n_atoms)
+
+
 def _dense_fixed_iteration_energy(positions, charges, polarizabilities, exclusions, cutoff,
                                   switch_width, iterations):
     """Reference in torch: dense operator and autograd straight through the CG iterations."""

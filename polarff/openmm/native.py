@@ -6,8 +6,9 @@ polarizable forces, parametrised with the model's charges and polarizabilities a
 
 ``mode="amoeba"`` (default; the closest to polarff's own physics)
     An ``AmoebaMultipoleForce`` with a charge only on every atom (permanent dipoles and quadrupoles 0),
-    ``polarity = alpha``, ``thole = a`` (0.39) and ``dampingFactor = alpha**(1/6)``, so that the
-    Thole damping ``1 - exp(-a u^3)``, ``u = r/(alpha_i alpha_j)^(1/6)`` is the one of
+    ``polarity = alpha``, ``thole = a`` (0.39, or the model's per-species value) and
+    ``dampingFactor = alpha**(1/6)``, so that the Thole damping ``1 - exp(-a u^3)``,
+    ``u = r/(alpha_i alpha_j)^(1/6)``, ``a = min(a_i, a_j)`` is the one of
     :mod:`polarff.runtime.electrostatics`, and mutual polarization. Covalent maps: bonded partners
     are ``Covalent12``, all other atoms of the same residue ``Covalent13`` (OpenMM scales both the
     permanent charge-charge interaction (mScale) and the permanent field (pScale) of those pairs by 0)
@@ -310,7 +311,8 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
     total_charge : float, optional
         Net charge (e); default: the sum of formal ion charges.
     thole : float
-        Thole damping strength (AMOEBA ``thole``; Drude screened-pair ``thole``).
+        Thole damping strength (AMOEBA ``thole``; Drude screened-pair ``thole``) of species without a
+        value of their own in ``model.thole``; a pair uses ``min(a_i, a_j)``.
     polarization : {'mutual', 'direct', 'extrapolated'}
         AMOEBA polarization type.
     mutual_induced_epsilon : float
@@ -361,8 +363,11 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
     q_total = formal_total_charge(symbols) if total_charge is None else float(total_charge)
     charge_model = ChargeModel(model, symbols, q_total)
     atoms = list(range(len(symbols)))
+    if not thole > 0:
+        raise ConfigError(f"thole: expected > 0, found {thole!r}")
+    thole_per_atom = model.thole_per_atom(symbols, thole)
     if mode == "amoeba":
-        force = _amoeba_force(topology, periodic, nonbonded_cutoff_nm, thole, polarization,
+        force = _amoeba_force(topology, periodic, nonbonded_cutoff_nm, thole_per_atom, polarization,
                               mutual_induced_epsilon, ewald_error_tolerance)
         system.addForce(force)
         updater = NativeParameterUpdater(charge_model, force, mode, update_interval, atoms, periodic)
@@ -376,7 +381,7 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
         hosts = _drude_hosts(topology, drude_hydrogens)
         hosted = np.bincount(hosts, weights=alpha0, minlength=len(atoms))
         force, drude_index = _add_drude_particles(system, nonbonded, topology, hosted > MIN_POLARIZABILITY_NM3,
-                                                  drude_mass, thole)
+                                                  drude_mass, thole_per_atom)
         updater = NativeParameterUpdater(charge_model, force, mode, update_interval, atoms, periodic,
                                          nonbonded=nonbonded, drude_particles=drude_index,
                                          drude_charge=drude_charge, drude_hosts=hosts)
@@ -565,17 +570,16 @@ def _bonded_partners(topology) -> dict[int, set[int]]:
     return partners
 
 
-def _amoeba_force(topology, periodic: bool, cutoff_nm: float, thole: float, polarization: str,
+def _amoeba_force(topology, periodic: bool, cutoff_nm: float, thole: Sequence[float], polarization: str,
                   epsilon: float, ewald_error_tolerance: float):
-    """AmoebaMultipoleForce with charge-only multipoles and polarff's intramolecular scaling."""
+    """AmoebaMultipoleForce with charge-only multipoles, per-atom ``thole`` (OpenMM pairs them as
+    ``min(a_i, a_j)``) and polarff's intramolecular scaling."""
     import openmm
 
     types = {"mutual": openmm.AmoebaMultipoleForce.Mutual, "direct": openmm.AmoebaMultipoleForce.Direct,
              "extrapolated": openmm.AmoebaMultipoleForce.Extrapolated}
     if polarization not in types:
         raise ConfigError(f"polarization: expected one of {sorted(types)}, found {polarization!r}")
-    if not thole > 0:
-        raise ConfigError(f"thole: expected > 0, found {thole!r}")
     force = openmm.AmoebaMultipoleForce()
     force.setName(NATIVE_FORCE_NAME)
     force.setNonbondedMethod(openmm.AmoebaMultipoleForce.PME if periodic else openmm.AmoebaMultipoleForce.NoCutoff)
@@ -584,10 +588,9 @@ def _amoeba_force(topology, periodic: bool, cutoff_nm: float, thole: float, pola
     force.setPolarizationType(types[polarization])
     force.setMutualInducedTargetEpsilon(epsilon)
     force.setMutualInducedMaxIterations(200)
-    n_atoms = topology.getNumAtoms()
-    for _ in range(n_atoms):
+    for atom in range(topology.getNumAtoms()):
         force.addMultipole(0.0, [0.0] * 3, [0.0] * 9, openmm.AmoebaMultipoleForce.NoAxisType, -1, -1, -1,
-                           thole, 0.0, 0.0)
+                           thole[atom], 0.0, 0.0)
     partners = _bonded_partners(topology)
     for members in _residue_members(topology):
         for atom in members:
@@ -623,8 +626,9 @@ def _drude_hosts(topology, drude_hydrogens: bool) -> np.ndarray:
 
 
 def _add_drude_particles(system, nonbonded, topology, polarizable: np.ndarray, drude_mass: float,
-                         thole: float):
-    """Add Drude particles (parameters set later) with exclusions and intramolecular screened pairs.
+                         thole: Sequence[float]):
+    """Add Drude particles (parameters set later) with exclusions and intramolecular screened pairs
+    (screening ``min(a_i, a_j)`` of the two parents' per-atom ``thole``).
 
     Returns the DrudeForce and, per atom, the System index of its Drude particle (-1 for none). Drude
     particles are appended after the atoms, in atom order, and so are their DrudeForce entries.
@@ -649,7 +653,8 @@ def _add_drude_particles(system, nonbonded, topology, polarizable: np.ndarray, d
     existing = {tuple(sorted(nonbonded.getExceptionParameters(k)[:2]))
                 for k in range(nonbonded.getNumExceptions())}
     for members in _residue_members(topology):
-        drudes = [int(drude_index[m]) for m in members if drude_index[m] >= 0]
+        hosts = [m for m in members if drude_index[m] >= 0]
+        drudes = [int(drude_index[m]) for m in hosts]
         sites = members + drudes
         for x in range(len(sites)):
             for y in range(x + 1, len(sites)):
@@ -659,7 +664,8 @@ def _add_drude_particles(system, nonbonded, topology, polarizable: np.ndarray, d
                     existing.add(pair)
         for x in range(len(drudes)):
             for y in range(x + 1, len(drudes)):
-                force.addScreenedPair(entry_of[drudes[x]], entry_of[drudes[y]], thole)
+                screening = min(thole[hosts[x]], thole[hosts[y]])
+                force.addScreenedPair(entry_of[drudes[x]], entry_of[drudes[y]], screening)
     system.addForce(force)
     return force, drude_index
 

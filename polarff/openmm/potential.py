@@ -48,7 +48,8 @@ class PolarffPotential(torch.nn.Module):
         Indices of those atoms in the whole OpenMM system (for mixed systems); all atoms if None.
     electrostatics : dict, optional
         Keyword options of :class:`Electrostatics` (cutoff_nm, method, ewald_error_tolerance,
-        induction, induction_cutoff_nm, n_induction_iterations, thole_a, ...).
+        induction, induction_cutoff_nm, n_induction_iterations, thole_a, ...). The model's per-species
+        Thole strengths (``model.thole``) are applied unless ``thole_per_atom`` is given here.
     """
 
     def __init__(self, model: PolarffModel, symbols: List[str], exclusions, periodic: bool,
@@ -56,7 +57,10 @@ class PolarffPotential(torch.nn.Module):
                  electrostatics: Optional[dict] = None):
         super().__init__()
         self.charge_model = ChargeModel(model, list(symbols), total_charge)
-        self.electrostatics = Electrostatics(len(symbols), exclusions, periodic, **(electrostatics or {}))
+        options = dict(electrostatics or {})
+        if model.thole is not None and options.get("thole_per_atom") is None:
+            options["thole_per_atom"] = model.thole_per_atom(list(symbols), options.get("thole_a"))
+        self.electrostatics = Electrostatics(len(symbols), exclusions, periodic, **options)
         self.periodic = bool(periodic)
         self.nm_to_angstrom = NM_TO_ANGSTROM
         self.angstrom3_to_nm3 = ANGSTROM3_TO_NM3

@@ -14,7 +14,8 @@ Permanent charges
     sum over all non-excluded pairs (O(N^2), meant for clusters).
 
 Induction (AMOEBA-style exponential Thole damping, ``u = r/(alpha_i alpha_j)^(1/6)``,
-``lambda3 = 1 - exp(-a u^3)``, ``lambda5 = 1 - (1 + a u^3) exp(-a u^3)``)
+``lambda3 = 1 - exp(-a u^3)``, ``lambda5 = 1 - (1 + a u^3) exp(-a u^3)``; ``a = min(a_i, a_j)`` from
+per-atom values, all equal to ``thole_a`` unless ``thole_per_atom`` is given)
     The permanent field at atom i from the charges of atoms not excluded from i is
     ``E_i = sum_j q_j lambda3 r_ij / r^3`` with ``r_ij = r_i - r_j``. The dipole field tensor couples all
     pairs (intramolecular included), ``T_ij = lambda5 3 r r^T / r^5 - lambda3 I / r^3``. Induced dipoles
@@ -57,7 +58,7 @@ Induction (AMOEBA-style exponential Thole damping, ``u = r/(alpha_i alpha_j)^(1/
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -125,7 +126,7 @@ def smooth_switch(distances: torch.Tensor, switch_start: float, cutoff: float) -
 
 
 def thole_damping(distances: torch.Tensor, polarizability_i: torch.Tensor,
-                  polarizability_j: torch.Tensor, thole_a: float
+                  polarizability_j: torch.Tensor, thole_a: torch.Tensor
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
     """AMOEBA exponential Thole damping factors of the charge field and of the dipole tensor.
 
@@ -135,8 +136,8 @@ def thole_damping(distances: torch.Tensor, polarizability_i: torch.Tensor,
         Pair distances r, nm.
     polarizability_i, polarizability_j : torch.Tensor
         Isotropic polarizabilities of the two atoms, nm^3.
-    thole_a : float
-        Dimensionless damping strength a.
+    thole_a : torch.Tensor
+        Dimensionless damping strength a of each pair (or one value for all, a 0-d tensor).
 
     Returns
     -------
@@ -338,7 +339,10 @@ class Electrostatics(torch.nn.Module):
         Lagrange interpolation nodes per axis for PME (3 to 7; 5 matches OpenMM's accuracy at equal
         tolerance, 4 is faster and about 10x less accurate).
     thole_a : float, optional
-        Thole damping strength a (dimensionless).
+        Thole damping strength a (dimensionless) of every atom.
+    thole_per_atom : sequence of float, optional
+        Per-atom Thole strengths (N,), replacing ``thole_a``; a pair uses ``min(a_i, a_j)`` (AMOEBA's rule),
+        so an atom with a small value damps all its pairs more strongly.
     induction : bool, optional
         Whether to add the induction energy.
     induction_cutoff_nm : float, optional
@@ -371,11 +375,15 @@ class Electrostatics(torch.nn.Module):
                  method: str = "pme", ewald_error_tolerance: float = 5.0e-4,
                  pme_interpolation_nodes: int = 5, thole_a: float = 0.39, induction: bool = True,
                  induction_cutoff_nm: float = 0.6, induction_switch_width_nm: float = 0.1,
-                 n_induction_iterations: int = 8):
+                 n_induction_iterations: int = 8, thole_per_atom: Optional[Sequence[float]] = None):
         super().__init__()
         _check_options(n_atoms, cutoff_nm, method, ewald_error_tolerance, pme_interpolation_nodes,
                        thole_a, induction_cutoff_nm, induction_switch_width_nm,
                        n_induction_iterations)
+        thole = [float(thole_a)] * int(n_atoms) if thole_per_atom is None else [float(a) for a in thole_per_atom]
+        if len(thole) != n_atoms or not all(math.isfinite(a) and a > 0 for a in thole):
+            raise ConfigError(f"invalid electrostatics option 'thole_per_atom' (expected {n_atoms} finite "
+                              f"values > 0, found {len(thole)} with min {min(thole, default=float('nan'))!r})")
         self.n_atoms = int(n_atoms)
         self.coulomb_constant = ONE_4PI_EPS0
         self.smallest_polarizability = _TINY_POLARIZABILITY
@@ -383,6 +391,7 @@ class Electrostatics(torch.nn.Module):
         self.cutoff_nm = float(cutoff_nm)
         self.method = method
         self.thole_a = float(thole_a)
+        self.register_buffer("thole", torch.tensor(thole, dtype=torch.float64))
         self.induction = bool(induction)
         self.induction_cutoff_nm = float(induction_cutoff_nm)
         self.induction_switch_start_nm = float(induction_cutoff_nm - induction_switch_width_nm)
@@ -539,8 +548,8 @@ class Electrostatics(torch.nn.Module):
             i, j, vectors, distances, excluded = (i[inside], j[inside], vectors[inside],
                                                   distances[inside], excluded[inside])
         switch = smooth_switch(distances, self.induction_switch_start_nm, self.induction_cutoff_nm)
-        lambda3, lambda5 = thole_damping(distances, polarizabilities[i], polarizabilities[j],
-                                         self.thole_a)
+        thole = torch.minimum(self.thole[i], self.thole[j]).to(distances.dtype)
+        lambda3, lambda5 = thole_damping(distances, polarizabilities[i], polarizabilities[j], thole)
         inverse = 1.0 / distances
         inverse3 = inverse * inverse * inverse
         coef3 = switch * lambda3 * inverse3
