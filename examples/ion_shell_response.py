@@ -54,9 +54,11 @@ def shell_parts(frame, ion: str):
     return cluster, waters, alone
 
 
-def model_response(model, frame, ion: str, alpha_factor: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+def model_response(model, frame, ion: str, alpha_factor: float = 1.0, ion_thole: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
     """The model's α tensor (Å³), zero-field dipole about the origin (e·Å) and the ion's own α (Å³) for a
-    non-periodic frame, the ion's polarizability multiplied by ``alpha_factor``."""
+    non-periodic frame, the ion's polarizability multiplied by ``alpha_factor`` and, when given, its Thole
+    strength set to ``ion_thole`` (otherwise the model's: ``model.thole_per_atom``)."""
     import torch
 
     from polarff.response import FrameGeometry, frame_polarizability, induced_dipoles
@@ -68,9 +70,12 @@ def model_response(model, frame, ion: str, alpha_factor: float = 1.0) -> tuple[n
     q, alpha = q.numpy(), alpha.numpy().copy()
     is_ion = np.array([s == ion for s in frame.symbols])
     alpha[is_ion] *= alpha_factor
+    thole = np.array(model.thole_per_atom(list(frame.symbols)))
+    if ion_thole is not None:
+        thole[is_ion] = ion_thole
     geometry = FrameGeometry.from_frame(frame)
-    dipole = q @ frame.positions + induced_dipoles(geometry, q, alpha).sum(axis=0)
-    return frame_polarizability(geometry, alpha), dipole, float(alpha[is_ion].sum())
+    dipole = q @ frame.positions + induced_dipoles(geometry, q, alpha, a=thole).sum(axis=0)
+    return frame_polarizability(geometry, alpha, a=thole), dipole, float(alpha[is_ion].sum())
 
 
 def isotropic(alpha: np.ndarray) -> float:

@@ -146,6 +146,15 @@ def read_card(path: str | os.PathLike) -> dict:
         return json.loads(zf.read("model_card.json"))
 
 
+def read_thole(path: str | os.PathLike) -> dict | None:
+    """Per-species Thole strengths of an artifact (``thole.json``), or None, read without loading the network."""
+    with _open(path) as zf:
+        if "thole.json" not in zf.namelist():
+            return None
+        card = json.loads(zf.read("model_card.json"))
+        return _checked_thole(json.loads(zf.read("thole.json")), path, card.get("species", []))
+
+
 def load_model(path: str | os.PathLike) -> PolarffModel:
     """Load a ``.pff`` artifact (numpy + json only).
 

@@ -250,7 +250,7 @@ class Info(Command):
 
             print(describe_system(args.path))
             return 0
-        from polarff.artifact import read_card
+        from polarff.artifact import read_card, read_thole
 
         card = read_card(args.path)
         if args.json:
@@ -272,6 +272,12 @@ class Info(Command):
             hardness = ", ".join(f"{s} {v:.1f}" for s, v in term.get("hardness_kj_mol_e2", {}).items())
             hardness = f", J (kJ/mol/e²) {hardness}" if hardness else ""
             print(f"  electronegativity term: χ (kJ/mol/e) {chi}{hardness}  (fitted on {term['fitted_on']})")
+        thole = read_thole(args.path)
+        if thole:
+            values = ", ".join(f"{s} {a:g}" for s, a in thole["a"].items())
+            print(f"  Thole a:        {values} (other species 0.39; pairs min(a_i, a_j))  ({thole.get('basis', '')})")
+        if card.get("diagnostic_variant"):
+            print(f"  variant:        {card['diagnostic_variant']}")
         for split, m in card.get("metrics", {}).items():
             print(format_metrics(m, split, indent="  "))
         return 0

@@ -49,7 +49,14 @@ def test_fit_eval_info_round_trip(tmp_path, labelled_boxes, capsys):
     assert main(["fit", str(data), "-o", str(model), "--config", str(cfg), "--epochs", "2", "--seed", "5"]) == 0
     assert main(["info", str(model)]) == 0
     out = capsys.readouterr().out
-    assert "species:        H, O, Na, Cl" in out and "seed:           5" in out
+    assert "species:        H, O, Na, Cl" in out and "seed:           5" in out and "Thole" not in out
+    from polarff.artifact import load_model
+
+    damped = load_model(model)
+    damped.thole = {"a": {"Cl": 0.12}, "basis": "test fit"}
+    damped.save(tmp_path / "damped.pff")
+    assert main(["info", str(tmp_path / "damped.pff")]) == 0
+    assert "Thole a:        Cl 0.12 (other species 0.39" in capsys.readouterr().out
     preds = tmp_path / "pred.xyz"
     assert main(["eval", str(model), str(data), "--split", "test", "-o", str(preds)]) == 0
     out = capsys.readouterr().out

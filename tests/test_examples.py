@@ -241,6 +241,7 @@ def test_chloride_radius_scan_changes_only_the_cl_radius_and_counts_shell_hydrog
 def test_chloride_variant_scales_only_the_cl_class_values(trained_model, tmp_path):
     """--write-variant changes the Cl⁻ α (or q) classes by the factor and nothing else."""
     from polarff.artifact import load_model
+    from polarff.errors import ConfigError
 
     example = load("chloride_radius_scan")
     out = tmp_path / "variant.pff"
@@ -252,7 +253,14 @@ def test_chloride_variant_scales_only_the_cl_class_values(trained_model, tmp_pat
         if target == "polarizabilities":
             expected[row] *= 0.5
         np.testing.assert_array_equal(after.bins[target].centres, expected)
-    assert "x0.5" in after.card["diagnostic_variant"]
+    assert "x0.5" in after.card["diagnostic_variant"] and after.thole is None
+    example.main(["--model", str(trained_model[2]), "--write-variant", str(out), "--thole", "Cl=0.12",
+                  "--thole-basis", "test fit"])
+    damped = load_model(out)
+    assert damped.thole == {"a": {"Cl": 0.12}, "basis": "test fit"}
+    assert damped.thole_per_atom(["O", "Cl"]) == [0.39, 0.12]
+    with pytest.raises(ConfigError, match="Br"):
+        example.write_cl_variant(str(trained_model[2]), str(out), thole={"Br": 0.1})
 
 
 def test_ion_shell_response_cuts_a_charged_shell_and_is_rotation_invariant(trained_model):
@@ -289,5 +297,29 @@ def test_ion_shell_response_cuts_a_charged_shell_and_is_rotation_invariant(train
     full, half = (example.model_response(model, alone, "Cl", f)[2] for f in (1.0, 0.5))
     assert half == pytest.approx(0.5 * full)
 
+    # the ion's Thole strength: 0.39 is the model's own; a smaller one damps the ion–water pairs
+    default, set_default, damped = (example.model_response(model, cluster, "Cl", 1.0, a) for a in (None, 0.39, 0.05))
+    np.testing.assert_array_equal(default[1], set_default[1])
+    assert np.linalg.norm(damped[1] - default[1]) > 1e-3
+    a_t, mu_t, _ = example.model_response(model, turned, "Cl", 1.0, 0.05)
+    np.testing.assert_allclose(mu_t, turn @ damped[1], atol=1e-8)
+
     assert example.interpolate_factor([1.0, 0.5, 0.25], [3.0, 1.5, 0.75], 2.25) == (pytest.approx(0.75), False)
     assert example.interpolate_factor([1.0, 0.5, 0.25], [3.0, 1.5, 0.75], 4.5) == (pytest.approx(1.5), True)
+
+
+def test_ion_damping_fit_picks_the_least_rms_error():
+    """Per α factor the fit picks the Thole value whose Δμ is closest to DFT's over the frames."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        example = load("ion_damping_fit")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    dft = np.array([[0.30, 4.4], [0.40, 4.4]])
+    thole_values = [0.39, 0.2, 0.1]
+    model_values = np.zeros((2, 2, 3, 2))
+    model_values[..., 0] = [[[0.36, 0.31, 0.25], [0.40, 0.36, 0.30]],
+                            [[0.46, 0.41, 0.33], [0.50, 0.45, 0.41]]]
+    assert example.best_thole(model_values, dft, thole_values) == [0.2, 0.1]
