@@ -91,9 +91,8 @@ def write_cl_variant(model: str, output: str, polarizability_factor: float = 1.0
         row = list(binning.species).index("Cl")
         binning.centres[row] *= factor
         binning.edges[row] *= factor
-    variant.card["diagnostic_variant"] = (f"{model} with the Cl⁻ polarizability x{polarizability_factor:g} and "
-                                          f"charge x{charge_factor:g}, Thole a {thole or 'unchanged'} "
-                                          f"(examples/chloride_radius_scan.py)")
+    variant.card["variant"] = (f"{model} with the Cl⁻ polarizability x{polarizability_factor:g} and charge "
+                               f"x{charge_factor:g}, Thole a {thole or 'unchanged'} (examples/chloride_radius_scan.py)")
     variant.save(output)
 
 

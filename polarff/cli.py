@@ -276,8 +276,8 @@ class Info(Command):
         if thole:
             values = ", ".join(f"{s} {a:g}" for s, a in thole["a"].items())
             print(f"  Thole a:        {values} (other species 0.39; pairs min(a_i, a_j))  ({thole.get('basis', '')})")
-        if card.get("diagnostic_variant"):
-            print(f"  variant:        {card['diagnostic_variant']}")
+        if card.get("variant"):
+            print(f"  variant:        {card['variant']}")
         for split, m in card.get("metrics", {}).items():
             print(format_metrics(m, split, indent="  "))
         return 0

@@ -253,7 +253,7 @@ def test_chloride_variant_scales_only_the_cl_class_values(trained_model, tmp_pat
         if target == "polarizabilities":
             expected[row] *= 0.5
         np.testing.assert_array_equal(after.bins[target].centres, expected)
-    assert "x0.5" in after.card["diagnostic_variant"] and after.thole is None
+    assert "x0.5" in after.card["variant"] and after.thole is None
     example.main(["--model", str(trained_model[2]), "--write-variant", str(out), "--thole", "Cl=0.12",
                   "--thole-basis", "test fit"])
     damped = load_model(out)

@@ -176,3 +176,21 @@ def test_water111_hardness_model_keeps_the_water111_network():
     base, model = load_model(folder + "nacl_gfn2_water111.pff"), load_model(folder + "nacl_gfn2_water111_hardness.pff")
     for name, weights in base.weights.items():
         np.testing.assert_array_equal(model.weights[name], weights)
+
+
+def test_clthole_model_is_the_water113_model_with_a_damped_chloride():
+    """nacl_gfn2_water113_clthole.pff: the same network, classes, electronegativity term and fixed terms as
+    nacl_gfn2_water113_hardness.pff; only Cl⁻'s Thole strength differs (0.16, with its basis)."""
+    from polarff.artifact import load_model
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    base = load_model(folder + "nacl_gfn2_water113_hardness.pff")
+    damped = load_model(folder + "nacl_gfn2_water113_clthole.pff")
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(damped.weights[name], weights)
+    for target, binning in base.bins.items():
+        np.testing.assert_array_equal(damped.bins[target].centres, binning.centres)
+    assert damped.electronegativity == base.electronegativity
+    assert damped.card["fixed_terms"] == base.card["fixed_terms"]
+    assert base.thole is None and damped.thole["a"] == {"Cl": 0.16} and "B3LYP" in damped.thole["basis"]
+    assert damped.thole_per_atom(["O", "H", "Na", "Cl"]) == [0.39, 0.39, 0.39, 0.16]
