@@ -1051,7 +1051,7 @@ def _report_header(cfg, runs, records, results) -> list[str]:
 
 
 def _report_model(cfg, results) -> list[str]:
-    from polarff.artifact import read_card
+    from polarff.artifact import read_card, read_thole
 
     card = read_card(cfg.model)
     test = card.get("metrics", {}).get("test", {})
@@ -1063,7 +1063,8 @@ def _report_model(cfg, results) -> list[str]:
              + (f"Held-out test split: charge MAE {test['charge_mae']:.4f} e, polarizability MAE "
                 f"{test['polarizability_mae']:.4f} Å³." if "charge_mae" in test else "")
              + "".join(f" Training labels scaled ({key}): {v['factors']} ({v['source']})."
-                       for key, v in card.get("label_scaling", {}).items()) + _electronegativity_sentence(card), "",
+                       for key, v in card.get("label_scaling", {}).items()) + _electronegativity_sentence(card)
+             + _thole_sentence(read_thole(cfg.model)), "",
              "Charges and polarizabilities predicted along the polarff runs (mean ± standard deviation over "
              "frames and atoms of a species):", "",
              "| run | species | charge (e) | polarizability (Å³) |", "|---|---|---|---|"]
@@ -1072,6 +1073,15 @@ def _report_model(cfg, results) -> list[str]:
             lines.append(f"| {name} | {species} | {fmt(v['charge'], v['charge_std'], 3)} | "
                          f"{fmt(v['alpha'], v['alpha_std'], 3)} |")
     return lines + [""]
+
+
+def _thole_sentence(thole: dict | None) -> str:
+    """' Thole damping a: Cl 0.16 (…)' for a model with per-species Thole strengths, else ''."""
+    if not thole:
+        return ""
+    values = ", ".join(f"{s} {a:g}" for s, a in thole["a"].items())
+    return (f" Thole damping strength a: {values}, 0.39 for the other species, min(a_i, a_j) per pair "
+            f"({thole.get('basis', 'no basis given')}).")
 
 
 def _electronegativity_sentence(card: dict) -> str:

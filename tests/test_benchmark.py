@@ -199,6 +199,17 @@ def test_report_names_the_electronegativity_term_and_its_runs():
     assert "½ J (q − q_ref)²" in text and "J (kJ/mol/e²) O 931.7" in text and "a/polarff-nacl" in text
 
 
+def test_report_names_per_species_thole_strengths_and_their_basis():
+    from polarff.artifact import read_thole
+    from polarff.benchmark import _thole_sentence
+    from polarff.build import forcefield_path
+
+    assert _thole_sentence(None) == ""
+    shipped = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "nacl_gfn2_water113_clthole.pff")
+    text = _thole_sentence(read_thole(shipped))
+    assert "Thole damping strength a: Cl 0.16, 0.39 for the other species" in text and "B3LYP" in text
+
+
 def test_pair_hydration_energy_is_the_difference_of_block_means_split_by_term():
     from polarff.analysis.structure import pair_hydration_energy
     from polarff.errors import InputError
