@@ -14,9 +14,10 @@ Example (docs/chloride.md; a 100 ps point takes about 30 min alone on one core, 
 
     OMP_NUM_THREADS=1 python examples/chloride_radius_scan.py --out build/cl --sigma-cl 0.474 --length-ps 100
 
-With ``--write-variant`` it writes a diagnostic copy of the model with the Cl⁻ polarizability or charge scaled
-and/or per-species Thole damping strengths set (``--thole Cl=0.12``), to run the same way with ``--model`` and
-the shipped radius (0.466 nm).
+With ``--write-variant`` it writes a copy of the model with the Cl⁻ polarizability or charge scaled (diagnostic
+variants) and/or per-species Thole damping strengths set (``--thole Cl=0.16 --thole-basis "..."``; how
+``forcefields/nacl_gfn2_water113_clthole.pff`` was written), to run the same way with ``--model`` and the
+shipped radius (0.466 nm).
 """
 
 from __future__ import annotations

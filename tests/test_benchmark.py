@@ -205,8 +205,8 @@ def test_report_names_per_species_thole_strengths_and_their_basis():
     from polarff.build import forcefield_path
 
     assert _thole_sentence(None) == ""
-    shipped = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "nacl_gfn2_water113_clthole.pff")
-    text = _thole_sentence(read_thole(shipped))
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    text = _thole_sentence(read_thole(folder + "nacl_gfn2_water113_clthole.pff"))
     assert "Thole damping strength a: Cl 0.16, 0.39 for the other species" in text and "B3LYP" in text
 
 
