@@ -647,6 +647,8 @@ class BenchmarkConfig:
             raise ConfigError(f"length_ps must be > 0 (found {self.length_ps})")
         if self.n_blocks < 2:
             raise ConfigError(f"n_blocks must be >= 2 (found {self.n_blocks})")
+        if self.cutoff_nm is not None and self.cutoff_nm <= 0:
+            raise ConfigError(f"cutoff_nm must be > 0 nm (found {self.cutoff_nm})")
 
 
 def _box(out: Path, name: str, n_pairs: int, n_waters: int, seed: int, threads: int = 1) -> tuple[str, float]:
@@ -676,7 +678,12 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
                   threads=cfg.threads, seed=cfg.seed)
 
     def cutoff(edge: float) -> float:
-        return cfg.cutoff_nm or round(min(0.9, 0.49 * edge), 3)
+        if cfg.cutoff_nm is None:
+            return round(min(0.9, 0.49 * edge), 3)
+        if cfg.cutoff_nm >= 0.5 * edge:
+            raise ConfigError(f"cutoff_nm: {cfg.cutoff_nm} nm needs a box edge above {2 * cfg.cutoff_nm} nm "
+                              f"(minimum image); found a box of {edge:.3f} nm")
+        return cfg.cutoff_nm
 
     runs = {"polarff-nacl": SimulationConfig(topology=salt_pdb, model=cfg.model, cutoff_nm=cutoff(salt_l),
                                              fixed_terms=fixed_terms, length_ps=cfg.length_ps, **common)}
@@ -1422,6 +1429,8 @@ def command_line(cfg: BenchmarkConfig) -> str:
         words += ["--tnep", cfg.tnep]
     if cfg.fixed_terms:
         words += ["--fixed-terms", cfg.fixed_terms]
+    if cfg.cutoff_nm is not None:
+        words += ["--cutoff", f"{cfg.cutoff_nm:g}"]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -1453,6 +1462,9 @@ class Benchmark(Command):
                        help="largest number of energy-minimiser iterations before equilibration")
         p.add_argument("--fixed-terms", help="fixed-term ForceField XML of the polarff runs (path or name in "
                        "forcefields/; default polarff_fixed_terms)")
+        p.add_argument("--cutoff", type=float, default=None,
+                       help="nonbonded cutoff in nm (LJ, real-space Ewald, induction up to 0.9 nm); default "
+                            "min(0.9, 0.49 x box edge), i.e. box-dependent: set it to compare box sizes at one cutoff")
         p.add_argument("--note", default="", help="paragraph for the top of the report (e.g. the model's origin)")
 
     @staticmethod
@@ -1464,7 +1476,7 @@ class Benchmark(Command):
                               baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
                               threads=args.threads, seed=args.seed, n_blocks=args.blocks,
                               minimize_iterations=args.minimize_iterations, fixed_terms=args.fixed_terms,
-                              note=args.note)
+                              cutoff_nm=args.cutoff, note=args.note)
         cfg.command = command_line(cfg)
         if not os.path.exists(cfg.model):
             raise ConfigError(f"{cfg.model}: model file not found (train one with `polarff fit`)")

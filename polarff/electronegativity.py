@@ -41,9 +41,10 @@ from polarff.cli import Command, register
 from polarff.errors import ConfigError, InputError
 
 
-def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None):
+def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None, cutoff_nm: float | None = None):
     """The scripted polarff potential of a finished ``polarff simulate`` run, built as ``create_system`` built
-    it (same cutoffs and electrostatics options), with the run's model or ``model``.
+    it (same cutoffs and electrostatics options), with the run's model or ``model``, and the run's cutoff or
+    ``cutoff_nm`` (nm; real-space Ewald and induction as ``create_system`` sets them from it).
 
     Returns
     -------
@@ -61,7 +62,8 @@ def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None):
         raise InputError("the run has no polarff model (a fixed-charge baseline?)",
                          field=f"{run_dir}/run.json: config.model", expected="a .pff path", found="none")
     topology, _, _ = read_pdb(str(run_dir / "start.pdb"))
-    options = electrostatics_options(config["cutoff_nm"], config.get("electrostatics"))
+    options = electrostatics_options(config["cutoff_nm"] if cutoff_nm is None else float(cutoff_nm),
+                                     config.get("electrostatics"))
     potential = build_potential(model or load_model(config["model"]), topology, electrostatics=options)
     return potential, topology, np.array(topology_symbols(topology))
 

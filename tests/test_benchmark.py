@@ -177,6 +177,31 @@ def test_benchmark_cli_errors(tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
 
 
+def test_benchmark_cutoff_option_sets_every_run_and_is_checked_against_the_box(trained_model, tmp_path):
+    """--cutoff fixes the cutoff of all runs (to compare box sizes at one cutoff); too long for the box: error."""
+    from polarff.benchmark import BenchmarkConfig, command_line, plan_runs
+    from polarff.errors import ConfigError
+    from polarff.simulate import read_pdb
+
+    _, _, model_path = trained_model
+    cfg = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
+                          baselines=["formal"], cutoff_nm=0.35)
+    runs = plan_runs(cfg)
+    assert set(runs) == {"polarff-nacl", "formal-nacl", "polarff-water", "tip3p-water"}
+    assert {run.cutoff_nm for run in runs.values()} == {0.35}
+    assert "--cutoff 0.35" in command_line(cfg)
+    default = plan_runs(BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16,
+                                        n_waters_pure=0, baselines=[]))
+    _, _, box = read_pdb(default["polarff-nacl"].topology)
+    assert default["polarff-nacl"].cutoff_nm == round(min(0.9, 0.49 * float(box[0, 0])), 3)
+    assert "--cutoff" not in command_line(BenchmarkConfig(model=str(model_path)))
+    with pytest.raises(ConfigError, match=r"cutoff_nm: 0.6 nm needs a box edge above 1.2 nm.*found a box of"):
+        plan_runs(BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=0,
+                                  baselines=[], cutoff_nm=0.6))
+    with pytest.raises(ConfigError, match=r"cutoff_nm must be > 0 nm \(found -1"):
+        BenchmarkConfig(model=str(model_path), cutoff_nm=-1.0).validate()
+
+
 def test_report_never_calls_a_hand_set_water_factor_a_prediction():
     from polarff.benchmark import _labels_sentence
 

@@ -79,18 +79,23 @@ def test_rdf_first_peak_of_a_lattice_and_density_of_water():
     assert rho == pytest.approx(0.997, abs=0.002) and err == pytest.approx(0.0, abs=1e-12)
 
 
-def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, tmp_path):
-    """The example's per-molecule dipoles: permanent from the predicted charges, induced from the solver."""
+def _tiny_run(model_path, out, n_pairs: int, cutoff_nm: float) -> None:
+    """A 0.02 ps polarff run of 16 waters and ``n_pairs`` NaCl (frames every 4 fs) in ``out``."""
     from polarff.build import build_ion_box, write_topology_pdb
     from polarff.simulate import SimulationConfig, run_simulation
 
-    topology, positions, box = build_ion_box("NaCl", 0, 16, seed=3)
-    pdb = tmp_path / "water.pdb"
+    topology, positions, box = build_ion_box("NaCl", n_pairs, 16, seed=3)
+    pdb = out.parent / f"{out.name}.pdb"
     write_topology_pdb(topology, positions, box, pdb)
-    cfg = SimulationConfig(topology=str(pdb), model=str(trained_model[2]), cutoff_nm=0.39, length_ps=0.02,
+    cfg = SimulationConfig(topology=str(pdb), model=str(model_path), cutoff_nm=cutoff_nm, length_ps=0.02,
                            report_interval_fs=4.0, energy_interval_fs=8.0, checkpoint_interval_ps=0.02,
                            equilibration_ps=0.0, minimize=True, minimize_iterations=5, seed=1)
-    run_simulation(cfg, tmp_path / "run", progress=False)
+    run_simulation(cfg, out, progress=False)
+
+
+def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, tmp_path):
+    """The example's per-molecule dipoles: permanent from the predicted charges, induced from the solver."""
+    _tiny_run(trained_model[2], tmp_path / "run", n_pairs=0, cutoff_nm=0.39)
     r = load("water_dipoles").water_dipoles(str(tmp_path / "run"), n_frames=2)
     assert r["n_molecules"] == 16 and r["n_frames"] == 2
     # the permanent part equals the one from the charges the run's reporter saved (an independent path)
@@ -323,3 +328,22 @@ def test_ion_damping_fit_picks_the_least_rms_error():
     model_values[..., 0] = [[[0.36, 0.31, 0.25], [0.40, 0.36, 0.30]],
                             [[0.46, 0.41, 0.33], [0.50, 0.45, 0.41]]]
     assert example.best_thole(model_values, dft, thole_values) == [0.2, 0.1]
+
+
+def test_cutoff_sensitivity_keeps_the_ewald_energy_and_changes_only_the_truncated_induction(trained_model, tmp_path):
+    """At the run's own cutoff nothing changes; other cutoffs move the induction but not the Ewald energy."""
+    from polarff.errors import ConfigError
+
+    _tiny_run(trained_model[2], tmp_path / "run", n_pairs=1, cutoff_nm=0.35)
+    example = load("cutoff_sensitivity")
+    result = example.cutoff_sensitivity(str(tmp_path / "run"), [0.35, 0.3, 0.38], n_frames=2)
+    own, short, long = result["rows"]
+    assert result["run_cutoff_nm"] == 0.35 and result["n_waters"] == 16
+    assert all(change == 0.0 for change, _ in own["force_change"].values())
+    for row in (short, long):
+        assert row["permanent_per_water"] == pytest.approx(own["permanent_per_water"], rel=3e-3)  # Ewald tolerance
+        assert abs(row["induction_per_water"] - own["induction_per_water"]) > 1e-4
+        assert all(change > 0.0 and size > 0.0 for change, size in row["force_change"].values())
+    assert "| 0.35 (run) |" in example.format_table(result)
+    with pytest.raises(ConfigError, match=r"--cutoffs: 0.45 nm must lie in \(0, 0.3"):
+        example.cutoff_sensitivity(str(tmp_path / "run"), [0.45])
