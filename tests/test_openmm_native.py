@@ -229,6 +229,34 @@ def test_per_species_thole_is_paired_by_min_in_amoeba_and_in_polarff(responsive_
     assert abs(energies["ions"] - energies["default"]) > 1e-3 * abs(energies["default"])
 
 
+def test_periodic_polarising_field_equals_amoeba_pme_direct_induction(responsive_model, small_box):
+    """Periodic box: OpenMM's AMOEBA PME with direct polarization gives mu_i = alpha_i E_i from the Thole-damped
+    Ewald field of the permanent charges; polarff's full-range field gives the same dipoles, while the field
+    switched off at the cutoff (earlier polarff) misses the long-range part."""
+    from polarff.openmm.potential import PolarffPotential
+    from polarff.openmm.system import intramolecular_pairs, topology_symbols
+
+    topology, positions, box = small_box
+    native = create_native_system(responsive_model, topology, positions, nonbonded_cutoff_nm=CUTOFF_NM,
+                                  polarization="direct", ewald_error_tolerance=1e-6)
+    force = find_native_force(native.system)
+    context = make_context(native.system, positions)
+    amoeba = np.array(force.getInducedDipoles(context))  # e nm
+    dipoles = {}
+    for field in ("full", "switched"):
+        options = {"cutoff_nm": CUTOFF_NM, "induction_cutoff_nm": CUTOFF_NM, "ewald_error_tolerance": 1e-6,
+                   "induction_field": field}
+        potential = PolarffPotential(responsive_model, topology_symbols(topology), intramolecular_pairs(topology),
+                                     True, 0.0, None, options)
+        x, cell = torch.tensor(positions), torch.tensor(np.asarray(box, dtype=float) * np.eye(3))
+        q, alpha = potential.charges_and_polarizabilities(x, cell)
+        e = potential.electrostatics.permanent_field(x, cell, q, alpha)
+        dipoles[field] = (alpha.unsqueeze(1) * e).detach().numpy()
+    scale = np.abs(amoeba).max()
+    np.testing.assert_allclose(dipoles["full"], amoeba, atol=1e-5 * scale)  # measured 1.3e-6
+    assert np.abs(dipoles["switched"] - amoeba).max() > 0.1 * scale  # measured 0.38
+
+
 def test_drude_mode_matches_amoeba_for_distant_ions(responsive_model):
     """Two ions 1.5 nm apart: damping is negligible, so the Drude oscillator (k from alpha at fixed q_D)
     and AMOEBA's point dipoles give the same mutual induction energy, up to the finite length d of the

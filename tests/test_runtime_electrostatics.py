@@ -207,6 +207,33 @@ def _dense_induction(positions, charges, polarizabilities, exclusions):
     return dipoles, energy
 
 
+@pytest.mark.parametrize("box_size", [3, 4])
+def test_full_polarizing_field_is_the_ewald_field_of_the_permanent_charges(box_size):
+    """Undamped (huge Thole a), the field that polarises atom i is -dU_perm/dr_i / (k q_i), U_perm the
+    Ewald energy checked against OpenMM's PME above; it does not depend on the cutoff, while the switched
+    field of earlier versions changes with it."""
+    positions, symbols, exclusions, box = water_nacl_box(box_size, seed=5)
+    charges, polarizabilities = _parameters(symbols)
+    half_edge = 0.5 * box[0, 0]
+    fields = []
+    for cutoff in (0.4, half_edge - 0.01):
+        module = Electrostatics(len(symbols), exclusions, True, cutoff, method="ewald", ewald_error_tolerance=1e-7,
+                                thole_a=1.0e6, induction_cutoff_nm=cutoff)
+        position_tensor = _t(positions).requires_grad_(True)
+        permanent = module.energy_components(position_tensor, _t(box), _t(charges), _t(polarizabilities))["permanent"]
+        (gradient,) = torch.autograd.grad(permanent, position_tensor)
+        expected = -gradient.numpy() / (ONE_4PI_EPS0 * charges[:, None])
+        field = module.permanent_field(_t(positions), _t(box), _t(charges), _t(polarizabilities)).numpy()
+        assert np.abs(field - expected).max() <= 1e-7 * np.abs(expected).max()  # measured 5e-9 to 2e-8
+        fields.append(field)
+        switched = Electrostatics(len(symbols), exclusions, True, cutoff, method="ewald", thole_a=1.0e6,
+                                  induction_cutoff_nm=cutoff, induction_field="switched")
+        fields.append(switched.permanent_field(_t(positions), _t(box), _t(charges), _t(polarizabilities)).numpy())
+    full_short, switched_short, full_long, switched_long = fields
+    assert np.abs(full_short - full_long).max() <= 2e-5 * np.abs(full_long).max()
+    assert np.abs(switched_short - switched_long).max() >= 0.05 * np.abs(full_long).max()
+
+
 def test_isolated_ion_atom_pair_matches_analytic_mutual_induction():
     distance = 0.25
     positions = np.array([[0.0, 0.0, 0.0], [distance, 0.0, 0.0]])
@@ -298,8 +325,9 @@ def test_per_atom_thole_matches_numpy_response_and_forces():
 
 
 def _dense_fixed_iteration_energy(positions, charges, polarizabilities, exclusions, cutoff,
-                                  switch_width, iterations):
-    """Reference in torch: dense operator and autograd straight through the CG iterations."""
+                                  switch_width, iterations, field_mode="full"):
+    """Reference in torch: dense operator and autograd straight through the CG iterations; the charges'
+    field over all pairs (``full``) or switched off at the cutoff like the dipole coupling (``switched``)."""
     from polarff.runtime.electrostatics import smooth_switch, thole_damping
 
     n_atoms = positions.shape[0]
@@ -315,7 +343,8 @@ def _dense_fixed_iteration_energy(positions, charges, polarizabilities, exclusio
     excluded = torch.zeros(n_atoms, n_atoms, dtype=torch.bool)
     excluded[exclusions[:, 0], exclusions[:, 1]] = True
     excluded[exclusions[:, 1], exclusions[:, 0]] = True
-    field = (-(charges[None, :] * coef3 * (~excluded))[..., None] * vectors).sum(1)
+    field_coef = coef3 if field_mode == "switched" else lambda3 / distances ** 3 * (~eye)
+    field = (-(charges[None, :] * field_coef * (~excluded))[..., None] * vectors).sum(1)
     blocks = (coef5[..., None, None] * vectors[..., :, None] * vectors[..., None, :]
               - coef3[..., None, None] * torch.eye(3, dtype=positions.dtype))
     coupling = blocks.permute(0, 2, 1, 3).reshape(3 * n_atoms, 3 * n_atoms)
@@ -336,12 +365,14 @@ def _dense_fixed_iteration_energy(positions, charges, polarizabilities, exclusio
     return ONE_4PI_EPS0 * (0.5 * solution @ (operator @ solution) - rhs @ solution)
 
 
-def test_adjoint_gradient_equals_autograd_through_the_iterations():
+@pytest.mark.parametrize("field_mode", ["full", "switched"])
+def test_adjoint_gradient_equals_autograd_through_the_iterations(field_mode):
     positions, symbols, exclusions, _ = water_nacl_box(2, seed=7)
     charges, polarizabilities = _parameters(symbols)
     iterations, cutoff, width = 3, 0.5, 0.2  # unconverged on purpose, switch active
     module = Electrostatics(len(symbols), exclusions, False, induction_cutoff_nm=cutoff,
-                            induction_switch_width_nm=width, n_induction_iterations=iterations)
+                            induction_switch_width_nm=width, n_induction_iterations=iterations,
+                            induction_field=field_mode)
     inputs = [_t(a).requires_grad_(True) for a in (positions, charges, polarizabilities)]
     energy = module.energy_components(inputs[0], _t(np.eye(3)), inputs[1],
                                       inputs[2])["induction"]
@@ -349,7 +380,7 @@ def test_adjoint_gradient_equals_autograd_through_the_iterations():
     reference_inputs = [_t(a).requires_grad_(True) for a in (positions, charges,
                                                               polarizabilities)]
     reference = _dense_fixed_iteration_energy(*reference_inputs, torch.as_tensor(exclusions),
-                                              cutoff, width, iterations)
+                                              cutoff, width, iterations, field_mode)
     reference_gradients = torch.autograd.grad(reference, reference_inputs)
     assert energy.item() == pytest.approx(reference.item(), rel=1e-12)
     for gradient, expected in zip(gradients, reference_gradients):

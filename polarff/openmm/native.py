@@ -15,8 +15,9 @@ polarizable forces, parametrised with the model's charges and polarizabilities a
     and the whole residue is one polarization group (``PolarizationCovalent11``, dScale 0), while
     the dipole-dipole coupling (uScale) stays 1 for every pair. That is polarff's rule: no permanent
     interaction inside a molecule, induced dipoles coupled everywhere. Periodic topologies use
-    OpenMM's AMOEBA PME (which, unlike polarff, also sums the induced dipoles by Ewald: polarff
-    truncates induction smoothly at ``induction_cutoff_nm``); non-periodic ones ``NoCutoff``, where
+    OpenMM's AMOEBA PME (which, unlike polarff, also sums the induced dipoles by Ewald: polarff sums the
+    charges' polarising field by Ewald but truncates the dipole–dipole coupling smoothly at
+    ``induction_cutoff_nm``); non-periodic ones ``NoCutoff``, where
     the energy and forces equal polarff's (``tests/test_openmm_native.py`` checks 1e-6 relative).
 
 ``mode="drude"``

@@ -48,7 +48,7 @@ class PolarffPotential(torch.nn.Module):
         Indices of those atoms in the whole OpenMM system (for mixed systems); all atoms if None.
     electrostatics : dict, optional
         Keyword options of :class:`Electrostatics` (cutoff_nm, method, ewald_error_tolerance,
-        induction, induction_cutoff_nm, n_induction_iterations, thole_a, ...). The model's per-species
+        induction, induction_cutoff_nm, n_induction_iterations, thole_a, induction_field, ...). The model's per-species
         Thole strengths (``model.thole``) are applied unless ``thole_per_atom`` is given here.
     """
 

@@ -62,7 +62,8 @@ def check_species(model: PolarffModel, symbols: Sequence[str]) -> None:
 
 def electrostatics_options(cutoff_nm: float, overrides: dict | None = None) -> dict:
     """Options of :class:`polarff.runtime.electrostatics.Electrostatics` that :func:`create_system` uses: the
-    nonbonded cutoff (nm) for real-space Ewald, induction truncated at min(cutoff, 0.9 nm), then ``overrides``."""
+    nonbonded cutoff (nm) for real-space Ewald, the dipole–dipole coupling truncated at min(cutoff, 0.9 nm) (the
+    charges' polarising field is full range), then ``overrides``."""
     return {"cutoff_nm": cutoff_nm, "induction_cutoff_nm": min(cutoff_nm, 0.9), **(overrides or {})}
 
 
