@@ -253,7 +253,7 @@ def test_periodic_polarising_field_equals_amoeba_pme_direct_induction(responsive
         e = potential.electrostatics.permanent_field(x, cell, q, alpha)
         dipoles[field] = (alpha.unsqueeze(1) * e).detach().numpy()
     scale = np.abs(amoeba).max()
-    np.testing.assert_allclose(dipoles["full"], amoeba, atol=1e-5 * scale)  # measured 1.3e-6
+    np.testing.assert_allclose(dipoles["full"], amoeba, atol=2e-5 * scale)  # measured 2.6e-6
     assert np.abs(dipoles["switched"] - amoeba).max() > 0.1 * scale  # measured 0.38
 
 

@@ -26,8 +26,11 @@ per-atom values, all equal to ``thole_a`` unless ``thole_per_atom`` is given)
     non-excluded charge at any distance — an Ewald sum for periodic systems (real space with the energy's
     splitting parameter, the reciprocal part summed explicitly over k-vectors, the Thole factor applied as
     ``lambda3 - 1`` to the listed near pairs, the reciprocal part of excluded pairs removed), the direct sum
-    otherwise. It equals ``-dU_perm/dr_i / q_i`` of the Ewald energy to 1e-8 relative
-    (``tests/test_runtime_electrostatics.py``) and does not depend on the cutoff.
+    otherwise. Undamped, it equals ``-dU_perm/dr_i / q_i`` of the Ewald energy (1.4e-7 relative at
+    ``ewald_error_tolerance`` 1e-7; ``tests/test_runtime_electrostatics.py``), and the dipoles ``alpha E`` equal
+    those of OpenMM's AMOEBA PME with direct polarization (2.6e-6; ``tests/test_openmm_native.py``). At the
+    default tolerance 5e-4 its error is 1e-3 relative; it does not depend on the cutoff. The k-space sum is
+    O(N K), K growing with the box volume: 9 ms per energy and force for 64 waters + NaCl on one core.
 
     **Approximation:** the dipole–dipole coupling ``T`` is real space only: it is multiplied by a smooth
     switch that goes from 1 at ``induction_cutoff_nm - induction_switch_width_nm`` to 0 at
@@ -431,7 +434,9 @@ class Electrostatics(torch.nn.Module):
 
         parameters = ewald_parameters(self.cutoff_nm, ewald_error_tolerance)
         self.ewald_alpha = float(parameters["alpha"])
-        self.ewald_k_cutoff = 2.0 * math.pi / float(parameters["lr_wavelength"])
+        # k-space cutoff of the field's explicit sum, 2 alpha sqrt(-ln tolerance): at OpenMM's default tolerance
+        # the field's error (1e-3 relative) is then the real-space truncation's, as with twice this cutoff
+        self.ewald_k_cutoff = math.pi / float(parameters["lr_wavelength"])
         self.kspace = _make_kspace_calculator(method, parameters, pme_interpolation_nodes)
 
     def forward(self, positions: torch.Tensor, box: torch.Tensor, charges: torch.Tensor,
