@@ -1,18 +1,20 @@
 """How much polarff's energy, induced dipoles and forces along a finished run depend on the cutoff.
 
-polarff's induction is real space only (docs/index.md; ``polarff.runtime.electrostatics``): fields and
-dipole–dipole couplings are switched off smoothly between ``cutoff − 0.1 nm`` and the cutoff, which
-``polarff benchmark`` and ``polarff simulate`` set from the box (min(0.9, 0.49 × edge) by default). The
-permanent-charge energy is an Ewald sum and does not depend on the cutoff beyond the Ewald tolerance. This
+polarff's dipole–dipole coupling is real space only: it is switched off smoothly between ``cutoff − 0.1 nm``
+and the cutoff, which ``polarff benchmark`` and ``polarff simulate`` set from the box (min(0.9, 0.49 × edge)
+by default); the charges' polarising field is full range (Ewald), and was switched off the same way, atom by
+atom, before 2026-11-22 (``induction_field="switched"``; docs/induction-field.md). The permanent-charge energy
+is an Ewald sum and does not depend on the cutoff beyond the Ewald tolerance. This
 script re-evaluates frames of a run at other cutoffs (positions unchanged) and prints, per cutoff, the
 permanent and induction energy per water, the mean induced dipole of a water molecule, and the RMS change of
 the polarff force on each species against the run's own cutoff. The Lennard-Jones fixed terms (OpenMM, same
 cutoff) are not included.
 
-Usage (a finished run in a box whose edge exceeds twice the largest cutoff)::
+Usage (a finished run in a box whose edge exceeds twice the largest cutoff; ``--induction-field switched``
+evaluates with the field of polarff before 2026-11-22, ``--box`` adds a configuration the run did not make)::
 
     python examples/cutoff_sensitivity.py build/bench-clthole-128-s13/runs/polarff-nacl --cutoffs 0.612 0.7 0.77 \\
-        --frames 6
+        --frames 6 --induction-field switched --box build/bench-clthole-128-s13/boxes/nacl.pdb
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import numpy as np
 DEBYE_PER_E_NM = 48.0320
 
 
-def cutoff_sensitivity(run_dir: str, cutoffs: list[float], n_frames: int = 6) -> dict:
+def cutoff_sensitivity(run_dir: str, cutoffs: list[float], n_frames: int = 6, induction_field: str | None = None
+                       ) -> dict:
     """Energy terms, induced water dipoles and force changes of ``n_frames`` frames at each cutoff.
 
     Parameters
@@ -38,6 +41,8 @@ def cutoff_sensitivity(run_dir: str, cutoffs: list[float], n_frames: int = 6) ->
         Cutoffs to evaluate (nm); each must be below half the smallest box edge.
     n_frames : int
         Frames taken evenly over the run.
+    induction_field : {'full', 'switched'}, optional
+        Evaluate with this polarising field instead of the run's (``polarff.runtime.electrostatics``).
 
     Returns
     -------
@@ -60,7 +65,8 @@ def cutoff_sensitivity(run_dir: str, cutoffs: list[float], n_frames: int = 6) ->
         if not 0.0 < c < 0.5 * edge:
             raise ConfigError(f"--cutoffs: {c} nm must lie in (0, {0.5 * edge:.3f}) nm, half the smallest box edge "
                               f"of {run_dir}")
-    potentials = {c: potential_for_run(run_dir, cutoff_nm=c)[0] for c in [run_cutoff, *cutoffs]}
+    options = {"induction_field": induction_field} if induction_field else None
+    potentials = {c: potential_for_run(run_dir, cutoff_nm=c, electrostatics=options)[0] for c in [run_cutoff, *cutoffs]}
     _, topology, symbols = potential_for_run(run_dir)
     waters = [[a.index for a in res.atoms()] for res in topology.residues() if len(list(res.atoms())) == 3]
     picks = np.linspace(0, len(traj["positions"]) - 1, n_frames).round().astype(int)
@@ -93,6 +99,27 @@ def cutoff_sensitivity(run_dir: str, cutoffs: list[float], n_frames: int = 6) ->
     return {"run_cutoff_nm": run_cutoff, "n_frames": len(picks), "n_waters": len(waters), "rows": rows}
 
 
+def box_induction(run_dir: str, pdb: str, cutoffs: list[float], induction_field: str | None = None) -> list[float]:
+    """Induction energy per water (kJ/mol) of the configuration in ``pdb`` (same topology as the run, e.g. the
+    box a benchmark equilibrated with the fixed-charge baseline) at each cutoff, with the run's potential."""
+    import torch
+
+    from polarff.electronegativity import potential_for_run
+    from polarff.simulate import read_pdb
+
+    topology, positions, box = read_pdb(pdb)
+    n_waters = sum(1 for res in topology.residues() if len(list(res.atoms())) == 3)
+    options = {"induction_field": induction_field} if induction_field else None
+    x = torch.tensor(np.asarray(positions), dtype=torch.float64)
+    cell = torch.tensor(np.asarray(box), dtype=torch.float64)
+    values = []
+    for c in cutoffs:
+        potential = potential_for_run(run_dir, cutoff_nm=c, electrostatics=options)[0]
+        with torch.no_grad():
+            values.append(float(potential.properties(x, cell)["induction_energy"]) / n_waters)
+    return values
+
+
 def format_table(result: dict) -> str:
     """Markdown table of :func:`cutoff_sensitivity`."""
     species = list(result["rows"][0]["force_change"])
@@ -113,11 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", help="finished polarff simulate run folder")
     parser.add_argument("--cutoffs", type=float, nargs="+", required=True, help="cutoffs to evaluate (nm)")
     parser.add_argument("--frames", type=int, default=6, help="frames taken evenly over the run")
+    parser.add_argument("--induction-field", choices=["full", "switched"],
+                        help="evaluate with this polarising field instead of the run's")
+    parser.add_argument("--box", help="also evaluate this PDB (e.g. a box equilibrated with another model)")
     args = parser.parse_args(argv)
-    result = cutoff_sensitivity(args.run, args.cutoffs, args.frames)
+    result = cutoff_sensitivity(args.run, args.cutoffs, args.frames, args.induction_field)
     print(f"{args.run}: {result['n_frames']} frames, {result['n_waters']} waters, run cutoff "
           f"{result['run_cutoff_nm']} nm; ΔF against the run's cutoff")
     print(format_table(result))
+    if args.box:
+        values = box_induction(args.run, args.box, args.cutoffs, args.induction_field)
+        print(f"{args.box}: induction per water (kJ/mol) " + ", ".join(f"{c:g} nm: {v:.2f}"
+                                                                        for c, v in zip(args.cutoffs, values)))
     return 0
 
 

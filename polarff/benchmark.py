@@ -598,6 +598,9 @@ class BenchmarkConfig:
         Blocks for error bars.
     cutoff_nm : float, optional
         Nonbonded cutoff (default min(0.9, 0.49 × smallest box edge)).
+    induction_field : {'full', 'switched'}, optional
+        Polarising field of the polarff runs (:class:`polarff.runtime.electrostatics.Electrostatics`); default
+        ``full``; ``switched`` reproduces runs made before 2026-11-22.
     fixed_terms : str, optional
         Fixed-term ForceField XML of the polarff runs (path or name in ``forcefields/``); default: the
         one the model card names (``fixed_terms``), else ``polarff_fixed_terms.xml`` (TIP3P / Joung–Cheatham).
@@ -631,6 +634,7 @@ class BenchmarkConfig:
     seed: int = 7
     n_blocks: int = 5
     cutoff_nm: float | None = None
+    induction_field: str | None = None
     fixed_terms: str | None = None
     minimize_iterations: int = 20
     note: str = ""
@@ -647,6 +651,8 @@ class BenchmarkConfig:
             raise ConfigError(f"length_ps must be > 0 (found {self.length_ps})")
         if self.n_blocks < 2:
             raise ConfigError(f"n_blocks must be >= 2 (found {self.n_blocks})")
+        if self.induction_field not in (None, "full", "switched"):
+            raise ConfigError(f"induction_field: expected 'full' or 'switched' (found {self.induction_field!r})")
         if self.cutoff_nm is not None and self.cutoff_nm <= 0:
             raise ConfigError(f"cutoff_nm must be > 0 nm (found {self.cutoff_nm})")
 
@@ -685,8 +691,10 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
                               f"(minimum image); found a box of {edge:.3f} nm")
         return cfg.cutoff_nm
 
+    field = {"induction_field": cfg.induction_field} if cfg.induction_field else {}
     runs = {"polarff-nacl": SimulationConfig(topology=salt_pdb, model=cfg.model, cutoff_nm=cutoff(salt_l),
-                                             fixed_terms=fixed_terms, length_ps=cfg.length_ps, **common)}
+                                             fixed_terms=fixed_terms, length_ps=cfg.length_ps,
+                                             electrostatics=dict(field), **common)}
     if "formal" in cfg.baselines:
         runs["formal-nacl"] = SimulationConfig(topology=salt_pdb, forcefield="fixed_charge_baseline",
                                                cutoff_nm=cutoff(salt_l), length_ps=cfg.length_ps, **common)
@@ -698,7 +706,7 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
         water_pdb, water_l = _box(out, "water", 0, cfg.n_waters_pure, cfg.seed, cfg.threads)
         runs["polarff-water"] = SimulationConfig(topology=water_pdb, model=cfg.model, cutoff_nm=cutoff(water_l),
                                                  fixed_terms=fixed_terms, length_ps=cfg.water_length_ps,
-                                                 **common)
+                                                 electrostatics=dict(field), **common)
         runs["tip3p-water"] = SimulationConfig(topology=water_pdb, forcefield="fixed_charge_baseline",
                                                cutoff_nm=cutoff(water_l), length_ps=cfg.water_length_ps, **common)
     for name, run in runs.items():
@@ -1020,6 +1028,19 @@ def write_report(cfg: BenchmarkConfig, runs: dict, records: dict, trajectories: 
     os.replace(tmp, report_path)
 
 
+
+def _field_phrase(runs) -> str:
+    """How the polarff runs summed the charges' polarising field (docs/induction-field.md)."""
+    fields = {(getattr(r, "electrostatics", None) or {}).get("induction_field", "full")
+              for r in runs.values() if getattr(r, "model", None)}
+    if fields == {"switched"}:
+        return ("the charges' polarising field switched off atom by atom at the cutoff, as before 2026-11-22 "
+                "(an artifact MD exploits: docs/induction-field.md)")
+    if fields == {"full"} or not fields:
+        return "the charges' polarising field summed in full (Ewald)"
+    return "polarising field: " + ", ".join(sorted(fields))
+
+
 def _report_header(cfg, runs, records, results) -> list[str]:
     salt = results["transport"].get("polarff-nacl", {})
     lines = ["# NaCl(aq) benchmark: polarff vs fixed-charge baselines, TNEP and experiment", "",
@@ -1050,7 +1071,7 @@ def _report_header(cfg, runs, records, results) -> list[str]:
               "iterations) of boxes pre-equilibrated for 5 ps with the fixed-charge baseline, frames every "
               f"{any_run.report_interval_fs:g} fs (unwrapped positions, per-frame charges and total dipoles), "
               f"seed {any_run.seed}, OpenMM CPU platform. Cutoff {any_run.cutoff_nm} nm (LJ, real-space Ewald, "
-              "induction)."]
+              f"dipole–dipole coupling of the induction); {_field_phrase(runs)}."]
     if salt:
         lines += ["", f"Salt box: c = {salt['concentration_mol_l']:.3f} mol/L "
                   f"({salt['molality_mol_kg']:.2f} mol/kg), volume {salt['volume_nm3']:.3f} nm³."]
@@ -1431,6 +1452,8 @@ def command_line(cfg: BenchmarkConfig) -> str:
         words += ["--fixed-terms", cfg.fixed_terms]
     if cfg.cutoff_nm is not None:
         words += ["--cutoff", f"{cfg.cutoff_nm:g}"]
+    if cfg.induction_field:
+        words += ["--induction-field", cfg.induction_field]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -1465,6 +1488,9 @@ class Benchmark(Command):
         p.add_argument("--cutoff", type=float, default=None,
                        help="nonbonded cutoff in nm (LJ, real-space Ewald, induction up to 0.9 nm); default "
                             "min(0.9, 0.49 x box edge), i.e. box-dependent: set it to compare box sizes at one cutoff")
+        p.add_argument("--induction-field", choices=["full", "switched"],
+                       help="polarising field of the polarff runs (default full; 'switched' reproduces runs made "
+                            "before 2026-11-22, docs/induction-field.md)")
         p.add_argument("--note", default="", help="paragraph for the top of the report (e.g. the model's origin)")
 
     @staticmethod
@@ -1476,7 +1502,7 @@ class Benchmark(Command):
                               baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
                               threads=args.threads, seed=args.seed, n_blocks=args.blocks,
                               minimize_iterations=args.minimize_iterations, fixed_terms=args.fixed_terms,
-                              cutoff_nm=args.cutoff, note=args.note)
+                              cutoff_nm=args.cutoff, induction_field=args.induction_field, note=args.note)
         cfg.command = command_line(cfg)
         if not os.path.exists(cfg.model):
             raise ConfigError(f"{cfg.model}: model file not found (train one with `polarff fit`)")

@@ -41,10 +41,12 @@ from polarff.cli import Command, register
 from polarff.errors import ConfigError, InputError
 
 
-def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None, cutoff_nm: float | None = None):
+def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None, cutoff_nm: float | None = None,
+                      electrostatics: dict | None = None):
     """The scripted polarff potential of a finished ``polarff simulate`` run, built as ``create_system`` built
-    it (same cutoffs and electrostatics options), with the run's model or ``model``, and the run's cutoff or
-    ``cutoff_nm`` (nm; real-space Ewald and induction as ``create_system`` sets them from it).
+    it (same cutoffs and electrostatics options), with the run's model or ``model``, the run's cutoff or
+    ``cutoff_nm`` (nm; real-space Ewald and induction as ``create_system`` sets them from it), and the run's
+    electrostatics options updated with ``electrostatics`` (e.g. ``{"induction_field": "switched"}``).
 
     Returns
     -------
@@ -63,7 +65,7 @@ def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None, cu
                          field=f"{run_dir}/run.json: config.model", expected="a .pff path", found="none")
     topology, _, _ = read_pdb(str(run_dir / "start.pdb"))
     options = electrostatics_options(config["cutoff_nm"] if cutoff_nm is None else float(cutoff_nm),
-                                     config.get("electrostatics"))
+                                     {**(config.get("electrostatics") or {}), **(electrostatics or {})})
     potential = build_potential(model or load_model(config["model"]), topology, electrostatics=options)
     return potential, topology, np.array(topology_symbols(topology))
 

@@ -177,8 +177,9 @@ def test_benchmark_cli_errors(tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
 
 
-def test_benchmark_cutoff_option_sets_every_run_and_is_checked_against_the_box(trained_model, tmp_path):
-    """--cutoff fixes the cutoff of all runs (to compare box sizes at one cutoff); too long for the box: error."""
+def test_benchmark_cutoff_and_field_options_reach_the_runs_and_are_checked(trained_model, tmp_path):
+    """--cutoff fixes the cutoff of all runs (to compare box sizes at one cutoff); too long for the box: error.
+    --induction-field reaches the polarff runs' electrostatics options."""
     from polarff.benchmark import BenchmarkConfig, command_line, plan_runs
     from polarff.errors import ConfigError
     from polarff.simulate import read_pdb
@@ -200,6 +201,15 @@ def test_benchmark_cutoff_option_sets_every_run_and_is_checked_against_the_box(t
                                   baselines=[], cutoff_nm=0.6))
     with pytest.raises(ConfigError, match=r"cutoff_nm must be > 0 nm \(found -1"):
         BenchmarkConfig(model=str(model_path), cutoff_nm=-1.0).validate()
+    # the polarising field of earlier versions, for the polarff runs only
+    legacy = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
+                             baselines=["formal"], induction_field="switched")
+    runs = plan_runs(legacy)
+    assert runs["polarff-nacl"].electrostatics == runs["polarff-water"].electrostatics == {"induction_field": "switched"}
+    assert not runs["formal-nacl"].electrostatics and "--induction-field switched" in command_line(legacy)
+    assert not default["polarff-nacl"].electrostatics  # the default: Electrostatics' own (full)
+    with pytest.raises(ConfigError, match=r"induction_field: expected 'full' or 'switched' \(found 'ewald'\)"):
+        BenchmarkConfig(model=str(model_path), induction_field="ewald").validate()
 
 
 def test_report_never_calls_a_hand_set_water_factor_a_prediction():
