@@ -66,7 +66,9 @@ def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None, cu
     topology, _, _ = read_pdb(str(run_dir / "start.pdb"))
     options = electrostatics_options(config["cutoff_nm"] if cutoff_nm is None else float(cutoff_nm),
                                      {**(config.get("electrostatics") or {}), **(electrostatics or {})})
-    potential = build_potential(model or load_model(config["model"]), topology, electrostatics=options)
+    # eager, not scripted: TorchScript's executor can return charges cut from the positions' graph after
+    # gradient-free calls of a module of the same type (tests/test_electronegativity.py)
+    potential = build_potential(model or load_model(config["model"]), topology, electrostatics=options, script=False)
     return potential, topology, np.array(topology_symbols(topology))
 
 

@@ -182,3 +182,21 @@ def test_hardness_is_fitted_for_the_named_species_and_a_refit_leaves_it_unchange
     assert "J (kJ/mol/e²)" in capsys.readouterr().out
     assert main(["info", str(out)]) == 0
     assert "J (kJ/mol/e²) H " in capsys.readouterr().out
+
+
+
+def test_run_potential_is_eager_so_gradients_do_not_depend_on_earlier_calls(trained_model, salt_run):
+    """potential_for_run returns the eager module: in one process, after test_openmm_system's Keras/TorchScript
+    calls, a scripted module of the same type returned charges cut from the positions' graph and the
+    charge-gradient fit failed ("One of the differentiated Tensors appears to not have been used")."""
+    from polarff.electronegativity import charge_gradient_forces
+    from polarff.openmm.potential import PolarffPotential
+    from polarff.simulate import load_trajectory
+
+    potential, _, symbols = potential_for_run(salt_run, trained_model[0])
+    assert isinstance(potential, PolarffPotential) and not isinstance(potential, torch.jit.ScriptModule)
+    traj = load_trajectory(salt_run)
+    masks = np.array([symbols == s for s in ("H", "O", "Na", "Cl")])
+    force, chi_columns, _ = charge_gradient_forces(potential, traj["positions"][3], traj["box"][3], masks,
+                                                   np.zeros(len(symbols)))
+    assert np.abs(force).max() > 0.0 and np.abs(chi_columns).max() > 0.0

@@ -68,8 +68,9 @@ def electrostatics_options(cutoff_nm: float, overrides: dict | None = None) -> d
 
 
 def build_potential(model: PolarffModel, topology, atoms: Sequence[int] | None = None,
-                    total_charge: float | None = None, electrostatics: dict | None = None):
-    """A :class:`polarff.openmm.potential.PolarffPotential` for ``topology`` (scripted with TorchScript)."""
+                    total_charge: float | None = None, electrostatics: dict | None = None, script: bool = True):
+    """A :class:`polarff.openmm.potential.PolarffPotential` for ``topology``, scripted with TorchScript (for
+    OpenMM) or, with ``script=False``, the eager module (for gradients taken in Python: analyses and fits)."""
     import torch
 
     from polarff.openmm.potential import PolarffPotential
@@ -80,7 +81,7 @@ def build_potential(model: PolarffModel, topology, atoms: Sequence[int] | None =
     q_total = formal_total_charge(symbols) if total_charge is None else float(total_charge)
     module = PolarffPotential(model, symbols, intramolecular_pairs(topology, atoms), periodic, q_total,
                               None if atoms is None else list(atoms), electrostatics)
-    return torch.jit.script(module)
+    return torch.jit.script(module) if script else module
 
 
 def make_force(module, periodic: bool, implementation: str = "torch", use_cuda_graphs: bool = False):
