@@ -278,6 +278,12 @@ class Info(Command):
             print(f"  Thole a:        {values} (other species 0.39; pairs min(a_i, a_j))  ({thole.get('basis', '')})")
         if card.get("variant"):
             print(f"  variant:        {card['variant']}")
+        if card.get("induction_field") or card.get("fixed_terms") or card.get("electronegativity"):
+            # the parts set from MD (fixed terms, electronegativity term) depend on the polarising field
+            print("  MD-set parts:   with the polarising field "
+                  + {"full": "summed in full (Ewald)"}.get(
+                      card.get("induction_field"), "switched off at the cutoff (before 2026-11-22; polarff now sums "
+                                                   "it in full, docs/induction-field.md)"))
         for split, m in card.get("metrics", {}).items():
             print(format_metrics(m, split, indent="  "))
         return 0

@@ -56,7 +56,17 @@ def test_fit_eval_info_round_trip(tmp_path, labelled_boxes, capsys):
     damped.thole = {"a": {"Cl": 0.12}, "basis": "test fit"}
     damped.save(tmp_path / "damped.pff")
     assert main(["info", str(tmp_path / "damped.pff")]) == 0
-    assert "Thole a:        Cl 0.12 (other species 0.39" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Thole a:        Cl 0.12 (other species 0.39" in out
+    assert "MD-set parts" not in out  # a fitted network alone does not depend on the polarising field
+    damped.card["fixed_terms"] = "polarff_nacl_gfn2_water113_fixed_terms"
+    damped.save(tmp_path / "damped.pff")
+    assert main(["info", str(tmp_path / "damped.pff")]) == 0
+    assert "polarising field switched off at the cutoff (before 2026-11-22" in capsys.readouterr().out
+    damped.card["induction_field"] = "full"
+    damped.save(tmp_path / "damped.pff")
+    assert main(["info", str(tmp_path / "damped.pff")]) == 0
+    assert "MD-set parts:   with the polarising field summed in full (Ewald)" in capsys.readouterr().out
     preds = tmp_path / "pred.xyz"
     assert main(["eval", str(model), str(data), "--split", "test", "-o", str(preds)]) == 0
     out = capsys.readouterr().out

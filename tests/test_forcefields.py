@@ -93,7 +93,8 @@ def test_fixed_terms_energy_is_the_baseline_without_coulomb():
 
 @pytest.mark.parametrize("name", ["polarff_nacl_gfn2_fixed_terms", "polarff_nacl_gfn2_esp_fixed_terms",
                                   "polarff_nacl_gfn2_dipole_fixed_terms", "polarff_nacl_gfn2_water111_fixed_terms",
-                                  "polarff_nacl_gfn2_dipole_chi_fixed_terms", "polarff_nacl_gfn2_water113_fixed_terms"])
+                                  "polarff_nacl_gfn2_dipole_chi_fixed_terms", "polarff_nacl_gfn2_water113_fixed_terms",
+                                  "polarff_nacl_gfn2_water126_fixed_terms"])
 def test_rebalanced_nacl_fixed_terms_differ_from_tip3p_only_in_the_fitted_radii(name):
     """Rebalanced fixed terms: zero charges, TIP3P geometry and masses, new sigma for O and Cl only."""
     topology, positions, box = build_ion_box("NaCl", 2, 24, seed=1)
@@ -147,7 +148,8 @@ def test_shipped_electronegativity_models_keep_their_base_model(variant):
 
 @pytest.mark.parametrize("name, water_factor, fixed_terms", [
     ("nacl_gfn2_water111_hardness", 1.11, "polarff_nacl_gfn2_water111_fixed_terms"),
-    ("nacl_gfn2_water113_hardness", 1.13, "polarff_nacl_gfn2_water113_fixed_terms")])
+    ("nacl_gfn2_water113_hardness", 1.13, "polarff_nacl_gfn2_water113_fixed_terms"),
+    ("nacl_gfn2_water126_clthole", 1.26, "polarff_nacl_gfn2_water126_fixed_terms")])
 def test_shipped_hardness_models_have_one_water_chi_and_positive_water_hardness(name, water_factor, fixed_terms):
     """nacl_gfn2_water1xx_hardness.pff: water labels scaled by the named factor, one χ for O and H, a positive
     hardness J for O and H only, the card naming its fixed terms; the fit lowered every species' held-out
@@ -194,3 +196,20 @@ def test_clthole_model_is_the_water113_model_with_a_damped_chloride():
     assert damped.card["fixed_terms"] == base.card["fixed_terms"]
     assert base.thole is None and damped.thole["a"] == {"Cl": 0.16} and "B3LYP" in damped.thole["basis"]
     assert damped.thole_per_atom(["O", "H", "Na", "Cl"]) == [0.39, 0.39, 0.39, 0.16]
+
+
+def test_water126_model_records_the_full_field_and_the_chloride_damping():
+    """nacl_gfn2_water126_clthole.pff, the first model set with the full polarising field: its card says so,
+    Cl⁻ keeps the DFT-fitted Thole strength, and its fixed terms carry the refitted water radius."""
+    from polarff.artifact import load_model
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    model = load_model(folder + "nacl_gfn2_water126_clthole.pff")
+    assert model.card["induction_field"] == "full" and "docs/induction-field.md" in model.card["variant"]
+    assert model.thole["a"] == {"Cl": 0.16}
+    topology, _, box = build_ion_box("NaCl", 1, 8, seed=1)
+    fitted = _system(forcefield_path("polarff_nacl_gfn2_water126_fixed_terms"), topology, box)
+    _, _, sigma, _ = _nonbonded(fitted)
+    symbols = [a.element.symbol for a in topology.atoms()]
+    assert {round(float(s), 6) for s, e in zip(sigma, symbols) if e == "O"} == {0.328}
+    assert {round(float(s), 6) for s, e in zip(sigma, symbols) if e == "Cl"} == {0.466}
