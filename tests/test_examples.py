@@ -347,3 +347,22 @@ def test_cutoff_sensitivity_keeps_the_ewald_energy_and_changes_only_the_truncate
     assert "| 0.35 (run) |" in example.format_table(result)
     with pytest.raises(ConfigError, match=r"--cutoffs: 0.45 nm must lie in \(0, 0.3"):
         example.cutoff_sensitivity(str(tmp_path / "run"), [0.45])
+
+
+def test_ship_water_model_writes_fixed_terms_with_the_radius_and_the_card_keys(trained_model, tmp_path):
+    import shutil
+
+    from polarff.artifact import load_model
+    from polarff.openmm.system import model_fixed_terms
+
+    (tmp_path / "scan" / "f1.5").mkdir(parents=True)
+    shutil.copy(trained_model[2], tmp_path / "scan" / "f1.5" / "model.pff")
+    xml, path = load("ship_water_model").ship(tmp_path / "scan", "1.5", 3.31, "test density", tmp_path)
+    text = xml.read_text()
+    assert '<Atom type="pff-OW" charge="0.0" sigma="0.331"' in text and 'sigma="0.466"' in text
+    assert "hand-set factor 1.5" in text and "test density" in text
+    model = load_model(path)
+    assert model.card["fixed_terms"] == "polarff_nacl_gfn2_water15_fixed_terms"
+    assert model.card["induction_field"] == "full" and model.thole["a"] == {"Cl": 0.16}
+    with pytest.raises(Exception, match="water15"):  # not a shipped name until added to FORCEFIELD_NAMES
+        model_fixed_terms(model)
