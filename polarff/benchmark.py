@@ -1028,7 +1028,6 @@ def write_report(cfg: BenchmarkConfig, runs: dict, records: dict, trajectories: 
     os.replace(tmp, report_path)
 
 
-
 def _field_phrase(runs) -> str:
     """How the polarff runs summed the charges' polarising field (docs/induction-field.md)."""
     fields = {(getattr(r, "electrostatics", None) or {}).get("induction_field", "full")
@@ -1486,7 +1485,7 @@ class Benchmark(Command):
         p.add_argument("--fixed-terms", help="fixed-term ForceField XML of the polarff runs (path or name in "
                        "forcefields/; default polarff_fixed_terms)")
         p.add_argument("--cutoff", type=float, default=None,
-                       help="nonbonded cutoff in nm (LJ, real-space Ewald, induction up to 0.9 nm); default "
+                       help="nonbonded cutoff in nm (LJ, real-space Ewald, dipole-dipole coupling up to 0.9 nm); default "
                             "min(0.9, 0.49 x box edge), i.e. box-dependent: set it to compare box sizes at one cutoff")
         p.add_argument("--induction-field", choices=["full", "switched"],
                        help="polarising field of the polarff runs (default full; 'switched' reproduces runs made "
