@@ -44,9 +44,9 @@ from polarff.errors import ConfigError, InputError
 def potential_for_run(run_dir: str | Path, model: PolarffModel | None = None, cutoff_nm: float | None = None,
                       electrostatics: dict | None = None):
     """The polarff potential (eager torch module) of a finished ``polarff simulate`` run, built as
-    ``create_system`` built it (same cutoffs and electrostatics options), with the run's model or ``model``, the run's cutoff or
-    ``cutoff_nm`` (nm; real-space Ewald and induction as ``create_system`` sets them from it), and the run's
-    electrostatics options updated with ``electrostatics`` (e.g. ``{"induction_field": "switched"}``).
+    ``create_system`` built it (same cutoffs and electrostatics options), with the run's model or ``model``, the
+    run's cutoff or ``cutoff_nm`` (nm; real-space Ewald and induction as ``create_system`` sets them from it), and
+    the run's electrostatics options updated with ``electrostatics`` (e.g. ``{"induction_field": "switched"}``).
 
     Returns
     -------
