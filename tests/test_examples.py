@@ -345,6 +345,12 @@ def test_cutoff_sensitivity_keeps_the_ewald_energy_and_changes_only_the_truncate
         assert abs(row["induction_per_water"] - own["induction_per_water"]) > 1e-4
         assert all(change > 0.0 and size > 0.0 for change, size in row["force_change"].values())
     assert "| 0.35 (run) |" in example.format_table(result)
+    # the switched field of earlier versions moves much more with the cutoff than the full one
+    switched = example.cutoff_sensitivity(str(tmp_path / "run"), [0.35, 0.3], n_frames=2, induction_field="switched")
+    assert (abs(switched["rows"][1]["induction_per_water"] - switched["rows"][0]["induction_per_water"])
+            > 2 * abs(short["induction_per_water"] - own["induction_per_water"]))
+    on_box = example.box_induction(str(tmp_path / "run"), str(tmp_path / "run.pdb"), [0.35, 0.3])
+    assert len(on_box) == 2 and all(v < 0.0 for v in on_box)
     with pytest.raises(ConfigError, match=r"--cutoffs: 0.45 nm must lie in \(0, 0.3"):
         example.cutoff_sensitivity(str(tmp_path / "run"), [0.45])
 
