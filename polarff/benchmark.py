@@ -1030,8 +1030,7 @@ def write_report(cfg: BenchmarkConfig, runs: dict, records: dict, trajectories: 
 
 def _field_phrase(runs) -> str:
     """How the polarff runs summed the charges' polarising field (docs/induction-field.md)."""
-    fields = {(getattr(r, "electrostatics", None) or {}).get("induction_field", "full")
-              for r in runs.values() if getattr(r, "model", None)}
+    fields = {(run.electrostatics or {}).get("induction_field", "full") for run in runs.values() if run.model}
     if fields == {"switched"}:
         return ("the charges' polarising field switched off atom by atom at the cutoff, as before 2026-11-22 "
                 "(an artifact MD exploits: docs/induction-field.md)")
