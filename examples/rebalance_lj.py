@@ -9,8 +9,8 @@ polarff MD and measures the quantities the radius is fitted to:
   peak of g(r) reported beside it (experiment 2.80 A, X-ray: Skinner et al., J. Chem. Phys. 138,
   074506 (2013));
 * Na+ and Cl-: position of the first ion–water-oxygen peak of g(r) at 0.87 mol/kg (NVT) -> Na–O
-  2.38 A and Cl–O 3.16 A (neutron/X-ray diffraction of NaCl(aq); Ohtaki & Radnai, Chem. Rev. 93,
-  1157 (1993), and Mancinelli et al., J. Phys. Chem. B 111, 13570 (2007)).
+  2.38 A (X-ray diffraction 2.384 +- 0.003 A and EXAFS; Galib et al., J. Chem. Phys. 146, 084504 (2017))
+  and Cl–O 3.16 A (diffraction of NaCl(aq); Ohtaki & Radnai, Chem. Rev. 93, 1157 (1993)).
 
 Transport (diffusion, conductivity) is not fitted: it stays a prediction (``polarff benchmark``).
 Every point is written to ``OUT/scan.json`` when it finishes; rerunning resumes.

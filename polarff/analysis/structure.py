@@ -2,8 +2,10 @@
 
 Units: positions and boxes in nm (orthorhombic boxes, minimum image), peak positions in Å, densities in
 g/cm³. Experimental references used by polarff: water O–O first peak 2.80 Å (X-ray; Skinner et al.,
-J. Chem. Phys. 138, 074506 (2013)); in NaCl(aq), Cl–O 3.16 Å and Na–O 2.35–2.50 Å (diffraction,
-reviewed by Ohtaki & Radnai, Chem. Rev. 93, 1157 (1993)).
+J. Chem. Phys. 138, 074506 (2013)); in NaCl(aq), Cl–O 3.16 Å (diffraction, reviewed by Ohtaki & Radnai,
+Chem. Rev. 93, 1157 (1993)) and Na–O 2.38 Å (X-ray diffraction 2.384 ± 0.003 Å, EXAFS 2.37 ± 0.02 Å, Na⁺
+coordination 5.5 ± 0.3: Galib et al., J. Chem. Phys. 146, 084504 (2017); older diffraction data spread over
+2.35–2.50 Å).
 """
 
 from __future__ import annotations
