@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,6 +77,8 @@ def ship(model_path: Path, name: str, sigma_na: float, sigma_cl: float, basis: s
     from polarff.build import forcefield_path
     from polarff.fileio import write_text
 
+    if "--" in basis:
+        raise ValueError(f"basis {basis!r}: an XML comment cannot hold '--' (write the options without dashes)")
     model = load_model(model_path)
     base_xml = model.card.get("fixed_terms")
     if not base_xml:
@@ -88,7 +91,8 @@ def ship(model_path: Path, name: str, sigma_na: float, sigma_cl: float, basis: s
                                                        f"<Source>polarff forcefields/{xml_name}.xml</Source>")
     header = HEADER.format(name=name, base_model=Path(model_path).name, base_xml=base_xml,
                            na_old=round(sigma_angstrom(old, "pff-Na"), 4), na=sigma_na,
-                           cl_old=round(sigma_angstrom(old, "pff-Cl"), 4), cl=sigma_cl, basis=basis)
+                           cl_old=round(sigma_angstrom(old, "pff-Cl"), 4), cl=sigma_cl,
+                           basis=textwrap.fill(basis, 104, subsequent_indent="       "))
     xml = out / f"{xml_name}.xml"
     write_text(xml, header + body)
     model.card["fixed_terms"] = xml_name

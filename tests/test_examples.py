@@ -372,3 +372,30 @@ def test_ship_water_model_writes_fixed_terms_with_the_radius_and_the_card_keys(t
     assert model.card["induction_field"] == "full" and model.thole["a"] == {"Cl": 0.16}
     with pytest.raises(Exception, match="water15"):  # not a shipped name until added to FORCEFIELD_NAMES
         model_fixed_terms(model)
+
+
+def test_ship_ion_radii_reproduces_the_shipped_fixed_terms_and_keeps_the_network(tmp_path):
+    """examples/ship_ion_radii.py on the water-1.26 model with the shipped radii writes the shipped XML body and a
+    model that differs from its base only in the card keys fixed_terms and variant."""
+    from polarff.artifact import load_model
+    from polarff.build import forcefield_path
+
+    folder = Path(forcefield_path("polarff_fixed_terms")).parent
+    base_path = folder / "nacl_gfn2_water126_clthole.pff"
+    xml, path = load("ship_ion_radii").ship(base_path, "water126_ionradii", 2.27, 4.33, "test basis", tmp_path)
+    shipped = (folder / "polarff_nacl_gfn2_water126_ionradii_fixed_terms.xml").read_text()
+    text = xml.read_text()
+    assert text[text.index("<ForceField>"):] == shipped[shipped.index("<ForceField>"):]
+    assert "sigma 2.4393 -> 2.27 A" in text and "sigma 4.66 -> 4.33 A" in text and "test basis" in text
+    base, model = load_model(base_path), load_model(path)
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(model.weights[name], weights)
+    assert model.electronegativity == base.electronegativity and model.thole == base.thole
+    assert model.card["fixed_terms"] == "polarff_nacl_gfn2_water126_ionradii_fixed_terms"
+    assert model.card["variant"].startswith(base.card["variant"]) and "sigma_Na 2.27 A" in model.card["variant"]
+    with pytest.raises(ValueError, match="cannot hold '--'"):
+        load("ship_ion_radii").ship(base_path, "x", 2.3, 4.4, "rebalance_lj.py --paired", tmp_path)
+    with pytest.raises(ValueError, match="no fixed_terms"):
+        base.card.pop("fixed_terms")
+        base.save(tmp_path / "bare.pff")
+        load("ship_ion_radii").ship(tmp_path / "bare.pff", "x", 2.3, 4.4, "b", tmp_path)

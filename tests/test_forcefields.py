@@ -149,7 +149,8 @@ def test_shipped_electronegativity_models_keep_their_base_model(variant):
 @pytest.mark.parametrize("name, water_factor, fixed_terms", [
     ("nacl_gfn2_water111_hardness", 1.11, "polarff_nacl_gfn2_water111_fixed_terms"),
     ("nacl_gfn2_water113_hardness", 1.13, "polarff_nacl_gfn2_water113_fixed_terms"),
-    ("nacl_gfn2_water126_clthole", 1.26, "polarff_nacl_gfn2_water126_fixed_terms")])
+    ("nacl_gfn2_water126_clthole", 1.26, "polarff_nacl_gfn2_water126_fixed_terms"),
+    ("nacl_gfn2_water126_ionradii", 1.26, "polarff_nacl_gfn2_water126_ionradii_fixed_terms")])
 def test_shipped_hardness_models_have_one_water_chi_and_positive_water_hardness(name, water_factor, fixed_terms):
     """nacl_gfn2_water1xx_hardness.pff: water labels scaled by the named factor, one χ for O and H, a positive
     hardness J for O and H only, the card naming its fixed terms; the fit lowered every species' held-out
@@ -213,3 +214,29 @@ def test_water126_model_records_the_full_field_and_the_chloride_damping():
     symbols = [a.element.symbol for a in topology.atoms()]
     assert {round(float(s), 6) for s, e in zip(sigma, symbols) if e == "O"} == {0.328}
     assert {round(float(s), 6) for s, e in zip(sigma, symbols) if e == "Cl"} == {0.466}
+
+
+def test_ionradii_model_is_the_water126_model_with_the_ion_radii_set_again():
+    """nacl_gfn2_water126_ionradii.pff: the water-1.26 network, electronegativity term and Thole strengths; its
+    fixed terms differ from the water-1.26 ones only in the Na⁺ and Cl⁻ radii (2.27 and 4.33 Å), ε kept."""
+    from polarff.artifact import load_model
+    from polarff.openmm.system import model_fixed_terms
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    base = load_model(folder + "nacl_gfn2_water126_clthole.pff")
+    model = load_model(folder + "nacl_gfn2_water126_ionradii.pff")
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(model.weights[name], weights)
+    assert model.electronegativity == base.electronegativity and model.thole == base.thole
+    assert model.card["induction_field"] == "full"
+    assert model_fixed_terms(model) == [forcefield_path("polarff_nacl_gfn2_water126_ionradii_fixed_terms")]
+    topology, _, box = build_ion_box("NaCl", 1, 8, seed=1)
+    symbols = [a.element.symbol for a in topology.atoms()]
+    _, q_old, sig_old, eps_old = _nonbonded(_system(forcefield_path("polarff_nacl_gfn2_water126_fixed_terms"),
+                                                    topology, box))
+    _, q_new, sig_new, eps_new = _nonbonded(_system(forcefield_path(model.card["fixed_terms"]), topology, box))
+    np.testing.assert_array_equal(q_new, 0.0)
+    np.testing.assert_array_equal(eps_new, eps_old)
+    assert {s for s, a, b in zip(symbols, sig_old, sig_new) if a != b} == {"Na", "Cl"}
+    assert {round(float(s), 6) for s, e in zip(sig_new, symbols) if e == "Na"} == {0.227}
+    assert {round(float(s), 6) for s, e in zip(sig_new, symbols) if e == "Cl"} == {0.433}
