@@ -269,3 +269,22 @@ def test_pair_hydration_energy_is_the_difference_of_block_means_split_by_term():
     assert set(pair_hydration_energy(fixed_charge, water)) == {"total"}
     with pytest.raises(InputError, match="4 in the water box"):
         pair_hydration_energy({**salt, "symbols": symbols_salt[3:]}, water)
+
+
+def test_ion_water_peak_reads_every_frame():
+    """One Na⁺ and four O whose Na–O distance is 0.25 nm except in every 20th frame (0.22 nm): a peak read from
+    every 20th frame (as for O–O in a large run) would sit at 2.2 Å; the ion–water peak reads all frames."""
+    from polarff.benchmark import first_peaks
+
+    n_frames = 10_000
+    rng = np.random.default_rng(0)
+    distance = np.where(np.arange(n_frames) % 20 == 0, 0.22, 0.25) + rng.normal(0.0, 0.005, n_frames)
+    directions = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]], dtype=float)
+    positions = np.empty((n_frames, 5, 3))
+    positions[:, 0] = 1.5
+    positions[:, 1:] = 1.5 + distance[:, None, None] * directions[None]
+    traj = {"symbols": np.array(["Na", "O", "O", "O", "O"]), "positions": positions,
+            "box": np.repeat(np.eye(3)[None] * 3.0, n_frames, axis=0)}
+    peaks = first_peaks(traj)
+    assert peaks["Na-O"]["position_A"] == pytest.approx(2.50, abs=0.03)
+    assert set(peaks) == {"Na-O", "O-O"}
