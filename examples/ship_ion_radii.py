@@ -15,8 +15,10 @@ The new fixed-terms name must also be listed in ``polarff.build.FORCEFIELD_NAMES
 Example (docs/ion-radii.md)::
 
     python examples/ship_ion_radii.py --model forcefields/nacl_gfn2_water126_clthole.pff \\
-        --name water126_ionradii --sigma-na 2.305 --sigma-cl 4.40 \\
-        --basis "Na-O 2.38 A and Cl-O 3.16 A interpolated between two 20 ps scan points (docs/ion-radii.md)"
+        --name water126_ionradii --sigma-na 2.27 --sigma-cl 4.33 \\
+        --basis "NVT salt box of 64 waters + 1 NaCl, 20 ps per point (examples/rebalance_lj.py, ions stage, \\
+paired): Na-O 2.380 / 2.415 A at sigma_Na 2.26 / 2.34 A, Cl-O 3.145 / 3.236 A at sigma_Cl 4.30 / 4.50 A, \\
+interpolated and rounded to 0.01 A (docs/ion-radii.md)"
 """
 
 from __future__ import annotations
