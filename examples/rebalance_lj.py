@@ -44,15 +44,28 @@ TARGET_PEAK_A = EXPERIMENT_PEAK_A
 ATOM_TYPES = {"O": "pff-OW", "Na": "pff-Na", "Cl": "pff-Cl"}
 
 
+def _sigma_pattern(element: str) -> re.Pattern:
+    """The NonbondedForce ``<Atom type=... sigma="...">`` of one element's atom type (sigma in group 2, nm)."""
+    if element not in ATOM_TYPES:
+        raise ValueError(f"no scanned atom type for {element!r} (expected one of {sorted(ATOM_TYPES)})")
+    return re.compile(r'(<Atom type="%s" charge="0.0" sigma=")([0-9.eE+-]+)(")' % ATOM_TYPES[element])
+
+
+def fixed_terms_sigma(text: str, element: str) -> float:
+    """The sigma (Å) of one element's atom type in the text of a fixed-terms XML (ValueError unless exactly one)."""
+    found = _sigma_pattern(element).findall(text)
+    if len(found) != 1:
+        raise ValueError(f"expected one NonbondedForce <Atom type=\"{ATOM_TYPES[element]}\" ...>, found {len(found)}")
+    return 10.0 * float(found[0][1])
+
+
 def fixed_terms_with_sigmas(sigmas_angstrom: dict[str, float], source: str | None = None) -> str:
     """Text of a fixed-terms XML (default polarff_fixed_terms.xml) with the sigma of some atom types replaced
     (values in Å)."""
     source = source or forcefield_path("polarff_fixed_terms")
     text = Path(source).read_text()
     for element, sigma in sigmas_angstrom.items():
-        if element not in ATOM_TYPES:
-            raise ValueError(f"no scanned atom type for {element!r} (expected one of {sorted(ATOM_TYPES)})")
-        pattern = re.compile(r'(<Atom type="%s" charge="0.0" sigma=")([0-9.eE+-]+)(")' % ATOM_TYPES[element])
+        pattern = _sigma_pattern(element)
         text, count = pattern.subn(lambda m: m.group(1) + f"{sigma / 10.0:.6g}" + m.group(3), text)
         if count != 1:
             raise ValueError(f"{source}: expected one NonbondedForce <Atom type=\"{ATOM_TYPES[element]}\" ...>, "

@@ -24,13 +24,12 @@ interpolated and rounded to 0.01 A (docs/ion-radii.md)"
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rebalance_lj import fixed_terms_with_sigmas  # noqa: E402
+from rebalance_lj import fixed_terms_sigma, fixed_terms_with_sigmas  # noqa: E402
 
 HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <!--
@@ -48,14 +47,6 @@ Same as {base_xml}.xml except the Lennard-Jones radii of the ions (epsilon kept,
 Units: nm, kJ/mol, e, daltons, radians.
 -->
 """
-
-
-def sigma_angstrom(xml_text: str, atom_type: str) -> float:
-    """The NonbondedForce sigma (Å) of one atom type in a fixed-terms XML (ValueError if not exactly one)."""
-    found = re.findall(r'<Atom type="%s" charge="0.0" sigma="([0-9.eE+-]+)"' % atom_type, xml_text)
-    if len(found) != 1:
-        raise ValueError(f"expected one NonbondedForce <Atom type=\"{atom_type}\" ...>, found {len(found)}")
-    return 10.0 * float(found[0])
 
 
 def ship(model_path: Path, name: str, sigma_na: float, sigma_cl: float, basis: str,
@@ -92,8 +83,8 @@ def ship(model_path: Path, name: str, sigma_na: float, sigma_cl: float, basis: s
     body = text[text.index("<ForceField>"):].replace(f"<Source>polarff forcefields/{base_xml}.xml</Source>",
                                                        f"<Source>polarff forcefields/{xml_name}.xml</Source>")
     header = HEADER.format(name=name, base_model=Path(model_path).name, base_xml=base_xml,
-                           na_old=round(sigma_angstrom(old, "pff-Na"), 4), na=sigma_na,
-                           cl_old=round(sigma_angstrom(old, "pff-Cl"), 4), cl=sigma_cl,
+                           na_old=round(fixed_terms_sigma(old, "Na"), 4), na=sigma_na,
+                           cl_old=round(fixed_terms_sigma(old, "Cl"), 4), cl=sigma_cl,
                            basis=textwrap.fill(basis, 104, subsequent_indent="       "))
     xml = out / f"{xml_name}.xml"
     write_text(xml, header + body)
