@@ -34,6 +34,8 @@ from polarff.fileio import atomic_path, to_json
 FORMAT_VERSION = 1
 #: Targets the classifier heads predict, with their units.
 TARGETS = {"charges": "e", "polarizabilities": "Å^3"}
+#: Values of the model card key ``charge_constraint`` (see :attr:`PolarffModel.charge_constraint`).
+CHARGE_CONSTRAINTS = ("total", "molecular")
 
 
 @dataclass
@@ -101,6 +103,17 @@ class PolarffModel:
     @property
     def species(self) -> list[str]:
         return list(self.descriptor.species)
+
+    @property
+    def charge_constraint(self) -> str:
+        """What the predicted charges are shifted to sum to: ``"total"`` (the system's net charge, as in
+        training; charge may move between molecules) or ``"molecular"`` (each molecule's formal charge: no
+        charge transfer between molecules). From the card key ``charge_constraint`` (absent: ``"total"``)."""
+        value = self.card.get("charge_constraint", "total")
+        if value not in CHARGE_CONSTRAINTS:
+            raise ModelError(f"model card key charge_constraint: expected one of {CHARGE_CONSTRAINTS}, "
+                             f"found {value!r}")
+        return value
 
     def thole_per_atom(self, symbols: list[str], default: float | None = None) -> list[float]:
         """Thole damping strength a (dimensionless) of each atom.

@@ -276,6 +276,9 @@ class Info(Command):
         if thole:
             values = ", ".join(f"{s} {a:g}" for s, a in thole["a"].items())
             print(f"  Thole a:        {values} (other species 0.39; pairs min(a_i, a_j))  ({thole.get('basis', '')})")
+        if card.get("charge_constraint", "total") != "total":
+            print(f"  charges:        {card['charge_constraint']}: each molecule sums to its formal charge (no "
+                  "charge transfer between molecules; training used the total charge only)")
         if card.get("variant"):
             print(f"  variant:        {card['variant']}")
         if card.get("induction_field") or card.get("fixed_terms") or card.get("electronegativity"):

@@ -223,11 +223,14 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
     b = np.concatenate([f.reshape(-1) for f, _, _ in fit_rows])
     design = np.stack([A[:, g].sum(axis=1) for g in groups], axis=1)
     # columns scaled to unit norm; the χ columns sum to zero (Σ_i ∇q_i = 0 at fixed total charge), and the
-    # cut-off drops that direction, which round-off would otherwise turn into a huge common χ shift
+    # cut-off drops that direction, which round-off would otherwise turn into a huge common χ shift. Columns
+    # that are zero up to round-off (a χ whose charges cannot move: a monatomic ion, or water O and H tied,
+    # under the molecular charge constraint) are left out: scaled to unit norm they would fit pure noise.
     scale = np.linalg.norm(design, axis=0)
-    scale[scale == 0] = 1.0
-    solution, *_ = np.linalg.lstsq(design / scale, -b, rcond=1e-9)
-    solution = solution / scale
+    used = scale > 1e-9 * scale.max()
+    solution = np.zeros(design.shape[1])
+    fitted, *_ = np.linalg.lstsq(design[:, used] / scale[used], -b, rcond=1e-9)
+    solution[used] = fitted / scale[used]
     solution[:n_chi] -= solution[:n_chi].mean()  # the minimum-norm choice of the free common χ constant
     delta = np.zeros(2 * S)
     for value, group in zip(solution, groups):

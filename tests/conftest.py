@@ -22,6 +22,20 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+def assert_force_is_minus_gradient(potential, x: np.ndarray, box, seed: int = 4, h: float = 1e-5) -> float:
+    """Central finite difference of the energy of a polarff potential along a random unit direction equals
+    −F·direction (rel 1e-6); returns the energy (kJ/mol) at ``x`` (nm)."""
+    from polarff.openmm.potential import energy_and_forces
+
+    energy, forces = energy_and_forces(potential, x, box)
+    direction = np.random.default_rng(seed).normal(size=np.shape(x))
+    direction /= np.linalg.norm(direction)
+    e_plus, _ = energy_and_forces(potential, x + h * direction, box)
+    e_minus, _ = energy_and_forces(potential, x - h * direction, box)
+    assert (e_plus - e_minus) / (2 * h) == pytest.approx(-np.sum(forces * direction), rel=1e-6, abs=1e-6)
+    return energy
+
+
 def water_box(n_side: int = 2, spacing: float = 3.1, seed: int = 0, ions: int = 0, jitter: float = 0.15):
     """A periodic box of rigid-geometry waters on a jittered cubic lattice (optionally NaCl pairs).
 

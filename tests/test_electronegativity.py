@@ -11,6 +11,8 @@ from polarff.electronegativity import (fit_electronegativity, potential_for_run,
                                        with_electronegativity)
 from polarff.errors import InputError, ModelError  # noqa: E402
 
+from conftest import assert_force_is_minus_gradient  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def salt_run(trained_model, tmp_path_factory):
@@ -66,20 +68,13 @@ def test_fit_lowers_the_charge_gradient_force_and_a_refit_leaves_chi_unchanged(f
 
 @pytest.mark.parametrize("variant", ["fitted", "fitted_hardness"])
 def test_forces_are_minus_the_gradient_and_the_term_is_sum_chi_dq(variant, salt_run, request):
-    from polarff.openmm.potential import energy_and_forces
     from polarff.simulate import load_trajectory
 
     _, term, with_term = request.getfixturevalue(variant)
     potential, _, symbols = potential_for_run(salt_run, with_term)
     traj = load_trajectory(str(salt_run))
     x, box = traj["positions"][-1], traj["box"][-1]
-    energy, forces = energy_and_forces(potential, x, box)
-    direction = np.random.default_rng(4).normal(size=x.shape)
-    direction /= np.linalg.norm(direction)
-    h = 1e-5
-    e_plus, _ = energy_and_forces(potential, x + h * direction, box)
-    e_minus, _ = energy_and_forces(potential, x - h * direction, box)
-    assert (e_plus - e_minus) / (2 * h) == pytest.approx(-np.sum(forces * direction), rel=1e-6, abs=1e-6)
+    energy = assert_force_is_minus_gradient(potential, x, box, seed=4)
     props = potential.properties(torch.tensor(x), torch.tensor(box))
     q = props["charges"].detach().numpy()
     chi = np.array([term["chi_kj_mol_e"][s] for s in symbols])

@@ -348,8 +348,9 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
     ModelError
         Species unknown to the model, or fixed terms that do not match the topology.
     """
-    from polarff.openmm.system import check_species, formal_total_charge, model_fixed_terms, topology_symbols
-    from polarff.runtime.network import ChargeModel
+    from polarff.openmm.potential import charge_model_for
+    from polarff.openmm.system import (check_species, formal_total_charge, intramolecular_pairs, model_fixed_terms,
+                                       topology_symbols)
 
     _check_mode(mode)
     _check_interval(update_interval)
@@ -362,7 +363,7 @@ def create_native_system(model, topology, positions_nm, *, mode: str = "amoeba",
     system = _fixed_term_system(topology, nonbonded_cutoff_nm, periodic,
                                 forcefield_files or model_fixed_terms(model), rigid_water, remove_cm_motion)
     q_total = formal_total_charge(symbols) if total_charge is None else float(total_charge)
-    charge_model = ChargeModel(model, symbols, q_total)
+    charge_model = charge_model_for(model, symbols, q_total, intramolecular_pairs(topology))
     atoms = list(range(len(symbols)))
     if not thole > 0:
         raise ConfigError(f"thole: expected > 0, found {thole!r}")

@@ -16,7 +16,7 @@ for isolated molecules and ions.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -43,7 +43,9 @@ class PolarffPotential(torch.nn.Module):
     periodic : bool
         Whether the system is periodic (Ewald/PME) or isolated (direct sum).
     total_charge : float
-        Net charge (e) of those atoms; predicted charges sum to it exactly.
+        Net charge (e) of those atoms; predicted charges sum to it exactly. With the model card's
+        ``charge_constraint: molecular`` each molecule (atoms linked through ``exclusions``) sums exactly to
+        its formal charge instead (monatomic ions ±1, other molecules 0), and these must add up to it.
     atoms : list of int, optional
         Indices of those atoms in the whole OpenMM system (for mixed systems); all atoms if None.
     electrostatics : dict, optional
@@ -56,7 +58,7 @@ class PolarffPotential(torch.nn.Module):
                  total_charge: float = 0.0, atoms: Optional[List[int]] = None,
                  electrostatics: Optional[dict] = None):
         super().__init__()
-        self.charge_model = ChargeModel(model, list(symbols), total_charge)
+        self.charge_model = charge_model_for(model, list(symbols), total_charge, exclusions)
         options = dict(electrostatics or {})
         if model.thole is not None and options.get("thole_per_atom") is None:
             options["thole_per_atom"] = model.thole_per_atom(list(symbols), options.get("thole_a"))
@@ -124,6 +126,39 @@ class PolarffPotential(torch.nn.Module):
         """Energy in kJ/mol; positions (N_system, 3) and box (3, 3) in nm, as openmm-torch passes them."""
         qa = self.charges_and_polarizabilities(positions, box)
         return self.energy_from_charges(positions, box, qa[0], qa[1])
+
+
+def charge_model_for(model: PolarffModel, symbols: List[str], total_charge: float, pairs) -> ChargeModel:
+    """The model's :class:`ChargeModel` for these atoms, with its card's charge constraint: the molecules are
+    the groups of atoms linked by the intramolecular ``pairs`` (indices into ``symbols``)."""
+    if model.charge_constraint == "molecular":
+        molecules, molecule_charges = molecular_charge_targets(symbols, pairs)
+        return ChargeModel(model, symbols, total_charge, molecules=molecules, molecule_charges=molecule_charges)
+    return ChargeModel(model, symbols, total_charge)
+
+
+def molecular_charge_targets(symbols: List[str], pairs) -> Tuple[List[int], List[float]]:
+    """Molecule index of each atom (connected components of the intramolecular ``pairs``, numbered in order of
+    first atom) and each molecule's formal charge (e): the sum of :data:`polarff.openmm.system.FORMAL_CHARGES`
+    over its atoms, so monatomic ions carry ±1 and molecules made of other species 0."""
+    from polarff.openmm.system import FORMAL_CHARGES
+
+    parent = list(range(len(symbols)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root(int(i))] = root(int(j))
+    number: Dict[int, int] = {}
+    molecules = [number.setdefault(root(i), len(number)) for i in range(len(symbols))]
+    charges = [0.0] * len(number)
+    for i, s in enumerate(symbols):
+        charges[molecules[i]] += float(FORMAL_CHARGES.get(s, 0))
+    return molecules, charges
 
 
 def electronegativity_per_atom(model: PolarffModel, symbols: List[str]) -> List[List[float]]:

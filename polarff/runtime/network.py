@@ -2,7 +2,8 @@
 
 Filled from a :class:`polarff.artifact.PolarffModel` (numpy weights); no Keras or TensorFlow import.
 Charges are the probability-weighted class centres, shifted uniformly so that they sum exactly to the
-system's total charge; polarizabilities are probability-weighted centres (Å³). Both are smooth in
+system's total charge (or, with ``molecules``, within each molecule to its formal charge: no charge
+transfer between molecules); polarizabilities are probability-weighted centres (Å³). Both are smooth in
 positions, so forces through them are well defined.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from polarff.artifact import PolarffModel
+from polarff.errors import ModelError
 from polarff.runtime.descriptors import TorchDescriptors
 
 
@@ -27,11 +29,23 @@ class ChargeModel(torch.nn.Module):
         Net charge of the system (e); predicted charges sum to it exactly.
     dtype : torch.dtype
         Computation precision (float64 by default; float32 for speed on GPUs).
+    molecules : list of int, optional
+        Molecule index (0 … M−1) of each atom. With it, each molecule's charges are shifted uniformly to sum
+        to its entry of ``molecule_charges``; without it, all atoms are shifted together to ``total_charge``.
+    molecule_charges : list of float, optional
+        Formal charge (e) of each molecule; required with ``molecules`` and summing to ``total_charge``.
     """
 
     def __init__(self, model: PolarffModel, symbols: list[str], total_charge: float = 0.0,
-                 dtype: torch.dtype = torch.float64):
+                 dtype: torch.dtype = torch.float64, molecules: list[int] | None = None,
+                 molecule_charges: list[float] | None = None):
         super().__init__()
+        self.per_molecule = molecules is not None
+        ids, targets = _molecule_targets(len(symbols), total_charge, molecules, molecule_charges)
+        self.register_buffer("molecule_of_atom", torch.tensor(ids, dtype=torch.long))
+        self.register_buffer("molecule_charges", torch.tensor(targets, dtype=dtype))
+        self.register_buffer("molecule_sizes", torch.zeros(len(targets), dtype=dtype).index_add_(
+            0, torch.tensor(ids, dtype=torch.long), torch.ones(len(ids), dtype=dtype)))
         species = torch.tensor(model.descriptor.species_index(list(symbols), "topology"), dtype=torch.long)
         self.descriptors = TorchDescriptors(model.descriptor, species)
         self.total_charge = float(total_charge)
@@ -76,9 +90,32 @@ class ChargeModel(torch.nn.Module):
         """Neutralised expected charges (N,) in e and expected polarizabilities (N,) in Å³."""
         pq, pa = self.probabilities(positions, cell, periodic)
         q = torch.sum(pq * self.centres_q, dim=1)
-        q = q - (torch.sum(q) - self.total_charge) / self.n_atoms
+        if self.per_molecule:
+            sums = torch.zeros_like(self.molecule_charges).index_add(0, self.molecule_of_atom, q)
+            q = q - ((sums - self.molecule_charges) / self.molecule_sizes)[self.molecule_of_atom]
+        else:
+            q = q - (torch.sum(q) - self.total_charge) / self.n_atoms
         alpha = torch.sum(pa * self.centres_a, dim=1)
         return q, alpha
+
+
+def _molecule_targets(n_atoms: int, total_charge: float, molecules: list[int] | None,
+                      molecule_charges: list[float] | None) -> tuple[list[int], list[float]]:
+    """Checked molecule index per atom and charge per molecule (one molecule of ``total_charge`` if None)."""
+    if molecules is None:
+        return [0] * n_atoms, [float(total_charge)]
+    if molecule_charges is None:
+        raise ModelError("molecules given without molecule_charges: the formal charge of each molecule is needed")
+    ids, targets = [int(m) for m in molecules], [float(c) for c in molecule_charges]
+    if len(ids) != n_atoms:
+        raise ModelError(f"molecules: expected one index per atom ({n_atoms}), found {len(ids)}")
+    if sorted(set(ids)) != list(range(len(targets))):
+        raise ModelError(f"molecules: expected indices 0…{len(targets) - 1}, each used at least once (one per "
+                         f"entry of molecule_charges), found {sorted(set(ids))[:10]}")
+    if abs(sum(targets) - total_charge) > 1e-9:
+        raise ModelError(f"the molecules' formal charges sum to {sum(targets):g} e, but the system's total charge "
+                         f"is {total_charge:g} e")
+    return ids, targets
 
 
 def _linear(model: PolarffModel, name: str, dtype: torch.dtype) -> torch.nn.Linear:
