@@ -22,9 +22,14 @@ gas-phase zero that hydration and cohesive energies are measured from. With ``--
 gives those species a hardness J (kJ/mol/e²), the second-order term ½ J_s(i) (q_i − q_ref,s(i))², fitted in
 the same least-squares problem.
 
+Under the molecular charge constraint (``--charge-constraint molecular``, card key ``charge_constraint``) no
+charge moves between molecules: monatomic ions keep ±1 and a χ shared by all atoms of a molecule moves no
+charge, so those χ stay 0 and only J (charge moved inside a molecule) is fitted.
+
 Command line::
 
     polarff fit-electronegativity MODEL.pff RUN_DIR [RUN_DIR ...] -o OUT.pff --frames 40 [--tie O H] [--hardness O H]
+        [--charge-constraint molecular]
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from polarff.artifact import PolarffModel, load_model
+from polarff.artifact import CHARGE_CONSTRAINTS, PolarffModel, load_model
 from polarff.cli import Command, register
 from polarff.errors import ConfigError, InputError
 
@@ -273,6 +278,18 @@ def with_electronegativity(model: PolarffModel, term: dict, note: str = "") -> P
     return out
 
 
+def with_charge_constraint(model: PolarffModel, constraint: str) -> PolarffModel:
+    """A copy of ``model`` with the card key ``charge_constraint`` set and no electronegativity term (a term
+    is fitted under one constraint: its χ and J do not carry over to the other)."""
+    if constraint not in CHARGE_CONSTRAINTS:
+        raise ConfigError(f"charge constraint: expected one of {CHARGE_CONSTRAINTS}, found {constraint!r}")
+    out = copy.deepcopy(model)
+    out.electronegativity = None
+    out.card = {k: v for k, v in out.card.items() if k != "electronegativity"}
+    out.card["charge_constraint"] = constraint
+    return out
+
+
 class FitElectronegativity(Command):
     name = "fit-electronegativity"
     help = ("add the electronegativity term (one χ per species) that makes a model's learned charges nearly "
@@ -291,10 +308,18 @@ class FitElectronegativity(Command):
         p.add_argument("--hardness", nargs="+", default=[], metavar="SPECIES",
                        help="species that also get a hardness J, the second-order term ½ J (q − q_ref)² "
                             "(e.g. --hardness O H; not for monatomic ions, whose charge barely varies)")
+        p.add_argument("--charge-constraint", choices=CHARGE_CONSTRAINTS,
+                       help="set the model's charge constraint first (card key charge_constraint): 'molecular' "
+                            "keeps each molecule at its formal charge (no charge transfer between molecules); "
+                            "a term fitted under the other constraint is dropped and fitted afresh")
 
     @staticmethod
     def run(args):
         model = load_model(args.model)
+        if args.charge_constraint and args.charge_constraint != model.charge_constraint:
+            model = with_charge_constraint(model, args.charge_constraint)
+            print(f"charge constraint set to {args.charge_constraint!r}; the model's electronegativity term "
+                  "(fitted under the other constraint) is dropped")
         print(f"fitting the electronegativity term of {args.model} on {len(args.runs)} run(s)")
         term = fit_electronegativity(model, args.runs, args.frames, tied=args.tie, hardness=args.hardness)
         rms = term["rms_charge_gradient_force_kj_mol_nm"]

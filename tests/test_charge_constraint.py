@@ -139,3 +139,31 @@ def test_native_mode_uses_the_molecular_constraint(salt):
     q, _ = native.updater.evaluate(x, box)
     na = [a.index for a in topology.atoms() if a.element.symbol == "Na"]
     assert q[na[0]] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_fit_electronegativity_command_sets_the_constraint_and_drops_the_old_term(salt, trained_model, tmp_path,
+                                                                                   capsys):
+    from polarff.artifact import load_model
+    from polarff.build import write_topology_pdb
+    from polarff.cli import main
+    from polarff.electronegativity import fit_electronegativity, with_electronegativity
+    from polarff.simulate import SimulationConfig, run_simulation
+
+    topology, x, box, _ = salt
+    write_topology_pdb(topology, x, box[0, 0], tmp_path / "salt.pdb")
+    cfg = SimulationConfig(topology=str(tmp_path / "salt.pdb"), model=str(trained_model[2]), cutoff_nm=0.39,
+                           length_ps=0.02, report_interval_fs=4.0, energy_interval_fs=8.0,
+                           checkpoint_interval_ps=0.02, equilibration_ps=0.0, minimize=True, minimize_iterations=5,
+                           seed=3)
+    run_simulation(cfg, tmp_path / "run", progress=False)
+    with_term = with_electronegativity(trained_model[0], fit_electronegativity(
+        trained_model[0], [tmp_path / "run"], n_frames=4, progress=False), "total")
+    with_term.save(tmp_path / "total.pff")
+    assert main(["fit-electronegativity", str(tmp_path / "total.pff"), str(tmp_path / "run"), "-o",
+                 str(tmp_path / "molecular.pff"), "--frames", "4", "--tie", "O", "H", "--hardness", "O", "H",
+                 "--charge-constraint", "molecular"]) == 0
+    assert "is dropped" in capsys.readouterr().out
+    out = load_model(tmp_path / "molecular.pff")
+    assert out.charge_constraint == "molecular"
+    assert set(out.electronegativity["chi_kj_mol_e"].values()) == {0.0}  # the old χ did not carry over
+    assert set(out.electronegativity["hardness_kj_mol_e2"]) == {"O", "H"}
