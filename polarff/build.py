@@ -50,7 +50,7 @@ FORCEFIELD_NAMES = ("fixed_charge_baseline", "polarff_fixed_terms", "polarff_nac
                     "polarff_nacl_gfn2_esp_fixed_terms", "polarff_nacl_gfn2_dipole_fixed_terms",
                     "polarff_nacl_gfn2_water111_fixed_terms", "polarff_nacl_gfn2_dipole_chi_fixed_terms",
                     "polarff_nacl_gfn2_water113_fixed_terms", "polarff_nacl_gfn2_water126_fixed_terms",
-                    "polarff_nacl_gfn2_water126_ionradii_fixed_terms")
+                    "polarff_nacl_gfn2_water126_ionradii_fixed_terms", "polarff_nacl_gfn2_water126_molecular_fixed_terms")
 
 
 def forcefield_path(name: str) -> str:

@@ -287,6 +287,8 @@ def with_charge_constraint(model: PolarffModel, constraint: str) -> PolarffModel
     out.electronegativity = None
     out.card = {k: v for k, v in out.card.items() if k != "electronegativity"}
     out.card["charge_constraint"] = constraint
+    out.card["variant"] = (out.card.get("variant", "") + f"; charge constraint set to {constraint!r}, the "
+                           "electronegativity term fitted afresh under it").lstrip("; ")
     return out
 
 

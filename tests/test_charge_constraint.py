@@ -165,5 +165,7 @@ def test_fit_electronegativity_command_sets_the_constraint_and_drops_the_old_ter
     assert "is dropped" in capsys.readouterr().out
     out = load_model(tmp_path / "molecular.pff")
     assert out.charge_constraint == "molecular"
+    assert out.card["variant"].endswith("charge constraint set to 'molecular', the electronegativity term fitted "
+                                        "afresh under it")
     assert set(out.electronegativity["chi_kj_mol_e"].values()) == {0.0}  # the old χ did not carry over
     assert set(out.electronegativity["hardness_kj_mol_e2"]) == {"O", "H"}
