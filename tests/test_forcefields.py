@@ -150,7 +150,8 @@ def test_shipped_electronegativity_models_keep_their_base_model(variant):
     ("nacl_gfn2_water111_hardness", 1.11, "polarff_nacl_gfn2_water111_fixed_terms"),
     ("nacl_gfn2_water113_hardness", 1.13, "polarff_nacl_gfn2_water113_fixed_terms"),
     ("nacl_gfn2_water126_clthole", 1.26, "polarff_nacl_gfn2_water126_fixed_terms"),
-    ("nacl_gfn2_water126_ionradii", 1.26, "polarff_nacl_gfn2_water126_ionradii_fixed_terms")])
+    ("nacl_gfn2_water126_ionradii", 1.26, "polarff_nacl_gfn2_water126_ionradii_fixed_terms"),
+    ("nacl_gfn2_water126_molecular", 1.26, "polarff_nacl_gfn2_water126_molecular_fixed_terms")])
 def test_shipped_hardness_models_have_one_water_chi_and_positive_water_hardness(name, water_factor, fixed_terms):
     """nacl_gfn2_water1xx_hardness.pff: water labels scaled by the named factor, one χ for O and H, a positive
     hardness J for O and H only, the card naming its fixed terms; the fit lowered every species' held-out
@@ -230,13 +231,46 @@ def test_ionradii_model_is_the_water126_model_with_the_ion_radii_set_again():
     assert model.electronegativity == base.electronegativity and model.thole == base.thole
     assert model.card["induction_field"] == "full"
     assert model_fixed_terms(model) == [forcefield_path("polarff_nacl_gfn2_water126_ionradii_fixed_terms")]
+    assert _changed_sigmas("polarff_nacl_gfn2_water126_fixed_terms", model.card["fixed_terms"]) == {
+        "Na": 0.227, "Cl": 0.433}
+
+
+def _changed_sigmas(base_xml: str, new_xml: str) -> dict[str, float]:
+    """{element: new σ (nm)} of the atoms whose σ differs between two fixed-terms files; asserts that both keep
+    zero charges and the same ε."""
     topology, _, box = build_ion_box("NaCl", 1, 8, seed=1)
     symbols = [a.element.symbol for a in topology.atoms()]
-    _, q_old, sig_old, eps_old = _nonbonded(_system(forcefield_path("polarff_nacl_gfn2_water126_fixed_terms"),
-                                                    topology, box))
-    _, q_new, sig_new, eps_new = _nonbonded(_system(forcefield_path(model.card["fixed_terms"]), topology, box))
+    _, q_old, sig_old, eps_old = _nonbonded(_system(forcefield_path(base_xml), topology, box))
+    _, q_new, sig_new, eps_new = _nonbonded(_system(forcefield_path(new_xml), topology, box))
     np.testing.assert_array_equal(q_new, 0.0)
     np.testing.assert_array_equal(eps_new, eps_old)
-    assert {s for s, a, b in zip(symbols, sig_old, sig_new) if a != b} == {"Na", "Cl"}
-    assert {round(float(s), 6) for s, e in zip(sig_new, symbols) if e == "Na"} == {0.227}
-    assert {round(float(s), 6) for s, e in zip(sig_new, symbols) if e == "Cl"} == {0.433}
+    return {s: round(float(b), 6) for s, a, b in zip(symbols, sig_old, sig_new) if a != b}
+
+
+def test_molecular_model_is_the_ionradii_model_without_charge_transfer():
+    """nacl_gfn2_water126_molecular.pff: the ion-radii model's network and Thole strengths with the molecular
+    charge constraint; its electronegativity term has only the water hardness (χ cannot act), and its fixed
+    terms differ only in the ion radii (2.51 and 4.49 Å). In a salt box every molecule carries its formal
+    charge exactly."""
+    import torch
+
+    from polarff.artifact import load_model
+    from polarff.openmm.system import build_potential, electrostatics_options
+
+    folder = forcefield_path("polarff_fixed_terms").replace("polarff_fixed_terms.xml", "")
+    base = load_model(folder + "nacl_gfn2_water126_ionradii.pff")
+    model = load_model(folder + "nacl_gfn2_water126_molecular.pff")
+    for name, weights in base.weights.items():
+        np.testing.assert_array_equal(model.weights[name], weights)
+    assert model.thole == base.thole and model.card["induction_field"] == "full"
+    assert base.charge_constraint == "total" and model.charge_constraint == "molecular"
+    term = model.electronegativity
+    assert set(term["chi_kj_mol_e"].values()) == {0.0}
+    assert set(term["hardness_kj_mol_e2"]) == {"H", "O"} and min(term["hardness_kj_mol_e2"].values()) > 0
+    assert _changed_sigmas(base.card["fixed_terms"], model.card["fixed_terms"]) == {"Na": 0.251, "Cl": 0.449}
+    topology, positions, box = build_ion_box("NaCl", 1, 16, seed=2)
+    potential = build_potential(model, topology, electrostatics=electrostatics_options(0.39))
+    q = potential.charges_and_polarizabilities(torch.tensor(positions), torch.eye(3, dtype=torch.float64) * box)[0]
+    for residue in topology.residues():
+        total = float(q[[a.index for a in residue.atoms()]].sum())
+        assert total == pytest.approx({"NA": 1.0, "CL": -1.0}.get(residue.name, 0.0), abs=1e-12)
