@@ -61,10 +61,13 @@ def model_response(model, frame, ion: str, alpha_factor: float = 1.0, ion_thole:
     strength set to ``ion_thole`` (otherwise the model's: ``model.thole_per_atom``)."""
     import torch
 
+    from polarff.data import molecules
+    from polarff.openmm.potential import charge_model_for
     from polarff.response import FrameGeometry, frame_polarizability, induced_dipoles
-    from polarff.runtime.network import ChargeModel
 
-    charges = ChargeModel(model, list(frame.symbols), frame.total_charge)
+    molecule = molecules(frame)
+    pairs = [(i, j) for i in range(frame.n_atoms) for j in range(i + 1, frame.n_atoms) if molecule[i] == molecule[j]]
+    charges = charge_model_for(model, list(frame.symbols), frame.total_charge, pairs)  # the model's constraint
     with torch.no_grad():
         q, alpha = charges(torch.tensor(frame.positions), torch.zeros((3, 3), dtype=torch.float64), False)
     q, alpha = q.numpy(), alpha.numpy().copy()
