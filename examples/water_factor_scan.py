@@ -18,6 +18,8 @@ Every step is skipped when its output exists, so a rerun resumes (and a finished
 Pure-water D(H₂O) is what F is then set from: ln D is interpolated to experiment (2.30e-9 m²/s)
 between the two factors on either side of it.
 
+With ``--model M --sigma-o S`` it builds nothing and measures model M's pure water (steps 4 and 5) at σ_O = S.
+
 Example (the scan behind forcefields/nacl_gfn2_water113_hardness.pff; each point about 18 min on one core)::
 
     OMP_NUM_THREADS=1 python examples/water_factor_scan.py --out build/wf --point 1.12:3.24 --point 1.14:3.25 \\
@@ -141,10 +143,13 @@ def water_factor_crossing(points: list[tuple[float, float]]) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="build/wf", help="one folder f<F> per water factor below this")
-    p.add_argument("--point", type=parse_point, action="append", required=True, metavar="F:SIGMA_O",
+    p.add_argument("--point", type=parse_point, action="append", metavar="F:SIGMA_O",
                    help="water factor and the σ_O (Å) of its NPT density run; repeat for more factors")
-    p.add_argument("--chi-runs", nargs="+", required=True,
+    p.add_argument("--chi-runs", nargs="+",
                    help="finished polarff runs whose frames the electronegativity term is fitted on")
+    p.add_argument("--model", type=Path, help="instead of building models: measure this one's pure water (steps "
+                   "4 and 5, NPT and NVT both at --sigma-o) in --out")
+    p.add_argument("--sigma-o", type=float, help="with --model: the water O radius (Å) of its fixed terms")
     p.add_argument("--tie", nargs="+", default=["O", "H"])
     p.add_argument("--hardness", nargs="+", default=["O", "H"])
     p.add_argument("--epochs", type=int, default=200)
@@ -152,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="dρ/dσ_O, g/cm³ per Å, to move σ_O from the NPT point to 0.997 g/cm³")
     p.add_argument("--water-length-ps", type=float, default=40.0)
     args = p.parse_args(argv)
+    if args.model is not None:
+        if args.sigma_o is None or args.point:
+            p.error("--model needs --sigma-o and takes no --point")
+        npt, sigma_o = density_radius(Path(args.out), args.model, args.sigma_o, args.density_slope)
+        w = water_run(Path(args.out), args.model, args.sigma_o, args.water_length_ps)
+        print(f"{args.model}, σ_O {args.sigma_o:g} Å: NPT density {npt['density_g_cm3']:.3f} ± "
+              f"{npt['density_error']:.3f} g/cm³ (σ_O for 0.997: {sigma_o:g} Å); NVT at 0.997 g/cm³: U per water "
+              f"{w['U_per_water']:.1f} kJ/mol, O–O peak {w['peak_OO']:.2f} Å, D(H₂O) {w['D']:.2f} ± "
+              f"{w['D_error']:.2f} ({100 * (w['D'] / D_WATER_EXPERIMENT - 1):+.0f} %, {w['length_ps']:.0f} ps)")
+        return 0
+    if not args.point or not args.chi_runs:
+        p.error("--point and --chi-runs are required (or --model with --sigma-o)")
 
     rows = []
     for factor, sigma_guess in args.point:

@@ -197,6 +197,11 @@ def test_water_factor_scan_interpolates_ln_d_between_the_bracketing_factors():
     assert example.parse_point("1.13:3.24") == (1.13, 3.24)
     with pytest.raises(argparse.ArgumentTypeError, match="FACTOR:SIGMA_O"):
         example.parse_point("1.13")
+    # the two modes: building models needs --point and --chi-runs, measuring a model needs --sigma-o
+    for argv in (["--point", "1.13:3.24"], ["--model", "m.pff"], ["--model", "m.pff", "--sigma-o", "3.2",
+                                                                  "--point", "1.13:3.24"]):
+        with pytest.raises(SystemExit):
+            example.main(argv)
 
 
 def test_ion_water_dimer_binding_is_invariant_and_mp2_binds_the_water_dimer(trained_model):
