@@ -236,7 +236,9 @@ def fit_electronegativity(model: PolarffModel, run_dirs: Sequence[str | Path], n
     solution = np.zeros(design.shape[1])
     fitted, *_ = np.linalg.lstsq(design[:, used] / scale[used], -b, rcond=1e-9)
     solution[used] = fitted / scale[used]
-    solution[:n_chi] -= solution[:n_chi].mean()  # the minimum-norm choice of the free common χ constant
+    chi_fitted = np.flatnonzero(used[:n_chi])  # the minimum-norm choice of the free common χ constant
+    if len(chi_fitted):
+        solution[chi_fitted] -= solution[chi_fitted].mean()
     delta = np.zeros(2 * S)
     for value, group in zip(solution, groups):
         delta[group] = value
