@@ -1100,7 +1100,7 @@ def _report_model(cfg, results) -> list[str]:
                 f"{test['polarizability_mae']:.4f} Å³." if "charge_mae" in test else "")
              + "".join(f" Training labels scaled ({key}): {v['factors']} ({v['source']})."
                        for key, v in card.get("label_scaling", {}).items()) + _electronegativity_sentence(card)
-             + _thole_sentence(read_thole(cfg.model)), "",
+             + _thole_sentence(read_thole(cfg.model)) + _charge_constraint_sentence(card), "",
              "Charges and polarizabilities predicted along the polarff runs (mean ± standard deviation over "
              "frames and atoms of a species):", "",
              "| run | species | charge (e) | polarizability (Å³) |", "|---|---|---|---|"]
@@ -1118,6 +1118,16 @@ def _thole_sentence(thole: dict | None) -> str:
     values = ", ".join(f"{s} {a:g}" for s, a in thole["a"].items())
     return (f" Thole damping strength a: {values}, 0.39 for the other species, min(a_i, a_j) per pair "
             f"({thole.get('basis', 'no basis given')}).")
+
+
+def _charge_constraint_sentence(card: dict) -> str:
+    """' Charge constraint: molecular …' for a model whose card sets one other than the default, else ''."""
+    if card.get("charge_constraint", "total") == "total":
+        return ""
+    return (f" Charge constraint {card['charge_constraint']}: every molecule carries exactly its formal charge "
+            "(the ions ±1, the waters 0), so no charge moves between molecules and the conductivity with the "
+            "model's charges is the formal-charge one plus the molecules' polarization current "
+            "(docs/molecular-charges.md).")
 
 
 def _electronegativity_sentence(card: dict) -> str:

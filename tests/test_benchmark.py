@@ -234,6 +234,14 @@ def test_report_names_the_electronegativity_term_and_its_runs():
     assert "½ J (q − q_ref)²" in text and "J (kJ/mol/e²) O 931.7" in text and "a/polarff-nacl" in text
 
 
+def test_report_names_a_charge_constraint_other_than_the_default():
+    from polarff.benchmark import _charge_constraint_sentence
+
+    assert _charge_constraint_sentence({}) == "" == _charge_constraint_sentence({"charge_constraint": "total"})
+    text = _charge_constraint_sentence({"charge_constraint": "molecular"})
+    assert "Charge constraint molecular: every molecule carries exactly its formal charge" in text
+
+
 def test_report_names_per_species_thole_strengths_and_their_basis():
     from polarff.artifact import read_thole
     from polarff.benchmark import _thole_sentence
