@@ -35,21 +35,30 @@ def read_transport(folder: str, run: str) -> dict:
     return runs[run]
 
 
-def run_model(folder: str, run: str) -> str | None:
-    """Model file the run used (its run record), or None for a run without a polarff model."""
+#: Settings of the run record (``runs/RUN/run.json``, key ``config``) that replicas must share: the same
+#: model, and the same thermostat friction (it slows transport, docs/thermostat-friction.md).
+SHARED_SETTINGS = ("model", "friction_per_ps")
+
+
+def run_settings(folder: str, run: str) -> dict:
+    """The :data:`SHARED_SETTINGS` of one replica's run record (empty where there is no record)."""
     path = Path(folder) / "runs" / run / "run.json"
     if not path.exists():
-        return None
-    return json.loads(path.read_text()).get("config", {}).get("model")
+        return {}
+    config = json.loads(path.read_text()).get("config", {})
+    return {key: config.get(key) for key in SHARED_SETTINGS}
 
 
 def table(folders: list[str], run: str) -> str:
     """Markdown table: one row per quantity, one column per replica, then the combination."""
     transports = [read_transport(f, run) for f in folders]
-    models = {f: run_model(f, run) for f in folders}
-    if len(set(models.values())) > 1:
-        raise InputError("replicas of different models", file=", ".join(folders), field=f"runs/{run}/run.json config.model",
-                         expected="one model", found="; ".join(f"{f}: {m}" for f, m in models.items()))
+    settings = {f: run_settings(f, run) for f in folders}
+    for key in SHARED_SETTINGS:
+        values = {f: s.get(key) for f, s in settings.items()}
+        if len(set(values.values())) > 1:
+            raise InputError("replicas of different runs", file=", ".join(folders),
+                             field=f"runs/{run}/run.json config.{key}", expected=f"one {key}",
+                             found="; ".join(f"{f}: {v}" for f, v in values.items()))
     combined = combine_replicas(transports)
     head = ["quantity", *[f"{Path(f).name} ({t['length_ps']:.0f} ps)" for f, t in zip(folders, transports)],
             f"combined ({combined['length_ps']:.0f} ps)", "experiment", "verdict"]

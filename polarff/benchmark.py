@@ -655,6 +655,8 @@ class BenchmarkConfig:
             raise ConfigError(f"induction_field: expected 'full' or 'switched' (found {self.induction_field!r})")
         if self.cutoff_nm is not None and self.cutoff_nm <= 0:
             raise ConfigError(f"cutoff_nm must be > 0 nm (found {self.cutoff_nm})")
+        if not (np.isfinite(self.friction_per_ps) and self.friction_per_ps >= 0):
+            raise ConfigError(f"friction_per_ps must be a finite number >= 0 (1/ps; found {self.friction_per_ps})")
 
 
 def _box(out: Path, name: str, n_pairs: int, n_waters: int, seed: int, threads: int = 1) -> tuple[str, float]:
@@ -1178,6 +1180,16 @@ def _labels_sentence(charge_scale: dict | None) -> str:
             "predictions.")
 
 
+def _friction_sentence(friction_per_ps: float) -> str:
+    """What the Langevin friction of the runs does to their transport (docs/thermostat-friction.md)."""
+    if friction_per_ps > 0.2:
+        return (f"The Langevin friction ({friction_per_ps:g}/ps) couples every atom to a bath and slows diffusion "
+                "and conduction (measured with the fixed-charge baseline in docs/thermostat-friction.md); "
+                "`--friction 0.1` leaves them as in NVE.")
+    return (f"The Langevin friction ({friction_per_ps:g}/ps) is weak enough to leave diffusion and conduction as "
+            "in NVE (docs/thermostat-friction.md).")
+
+
 def _report_assessment(results, runs) -> list[str]:
     from polarff.analysis.structure import NACL_HYDRATION_ENERGY_KJ_MOL, WATER_COHESIVE_ENERGY_KJ_MOL
     from polarff.artifact import read_card
@@ -1233,8 +1245,8 @@ def _report_assessment(results, runs) -> list[str]:
               f"{NACL_HYDRATION_ENERGY_KJ_MOL:.0f} kJ/mol: " + (_hydration_text(results.get("hydration", {}))
                                                                  or "— (needs a pure-water run with as many waters)")
               + ". Ions bound too weakly or too strongly move at the wrong speed even when water is right.",
-              "- **Rigid water, Langevin thermostat.** Rigid molecules remove the intramolecular IR bands; the "
-              "Langevin friction (1/ps) slows diffusion slightly.",
+              "- **Rigid water, Langevin thermostat.** Rigid molecules remove the intramolecular IR bands. "
+              + _friction_sentence(next(iter(runs.values())).friction_per_ps),
               "- **Experimental ion D values are at infinite dilution**; at ~1 mol/kg the measured values "
               "are lower, and the experimental Λ is interpolated to the box's molar concentration.", ""]
     return lines
@@ -1466,6 +1478,8 @@ def command_line(cfg: BenchmarkConfig) -> str:
               "--report-interval-fs", f"{cfg.report_interval_fs:g}", "--baselines", *cfg.baselines,
               "--scaled-charge", f"{cfg.scaled_charge:g}", "--threads", str(cfg.threads), "--seed", str(cfg.seed),
               "--blocks", str(cfg.n_blocks), "--minimize-iterations", str(cfg.minimize_iterations)]
+    if cfg.friction_per_ps != BenchmarkConfig.friction_per_ps:
+        words += ["--friction", f"{cfg.friction_per_ps:g}"]
     if cfg.tnep:
         words += ["--tnep", cfg.tnep]
     if cfg.fixed_terms:
@@ -1494,6 +1508,9 @@ class Benchmark(Command):
         p.add_argument("--equilibration-ps", type=float, default=2.0, help="equilibration (ps)")
         p.add_argument("--timestep-fs", type=float, default=2.0, help="time step (fs)")
         p.add_argument("--report-interval-fs", type=float, default=10.0, help="time between frames (fs)")
+        p.add_argument("--friction", type=float, default=BenchmarkConfig.friction_per_ps,
+                       help="Langevin friction of every run, 1/ps (default 1; 0.1 leaves the diffusion of water and "
+                            "ions within ~1 %% of NVE, docs/thermostat-friction.md)")
         p.add_argument("--baselines", nargs="*", default=["formal", "scaled"], choices=["formal", "scaled"],
                        help="fixed-charge baselines to run")
         p.add_argument("--scaled-charge", type=float, default=0.75, help="ion charge factor of 'scaled'")
@@ -1519,7 +1536,7 @@ class Benchmark(Command):
                               n_pairs=args.pairs, n_waters_pure=args.pure_waters, length_ps=args.length_ps,
                               water_length_ps=args.water_length_ps, equilibration_ps=args.equilibration_ps,
                               timestep_fs=args.timestep_fs, report_interval_fs=args.report_interval_fs,
-                              baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
+                              friction_per_ps=args.friction, baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
                               threads=args.threads, seed=args.seed, n_blocks=args.blocks,
                               minimize_iterations=args.minimize_iterations, fixed_terms=args.fixed_terms,
                               cutoff_nm=args.cutoff, induction_field=args.induction_field, note=args.note)

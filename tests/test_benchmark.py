@@ -212,6 +212,23 @@ def test_benchmark_cutoff_and_field_options_reach_the_runs_and_are_checked(train
         BenchmarkConfig(model=str(model_path), induction_field="ewald").validate()
 
 
+def test_benchmark_friction_reaches_every_run_the_command_and_the_report(trained_model, tmp_path):
+    """--friction sets the Langevin friction of the polarff and the baseline runs alike; the reproducing
+    command carries it when it is not the default; the report says what it does to transport."""
+    from polarff.benchmark import BenchmarkConfig, _friction_sentence, command_line, plan_runs
+    from polarff.errors import ConfigError
+
+    _, _, model_path = trained_model
+    cfg = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
+                          baselines=["formal"], friction_per_ps=0.1)
+    assert {run.friction_per_ps for run in plan_runs(cfg).values()} == {0.1}
+    assert "--friction 0.1" in command_line(cfg)
+    assert "--friction" not in command_line(BenchmarkConfig(model=str(model_path)))
+    assert "slows diffusion" in _friction_sentence(1.0) and "as in NVE" in _friction_sentence(0.1)
+    with pytest.raises(ConfigError, match=r"friction_per_ps must be a finite number >= 0 \(1/ps; found -1"):
+        BenchmarkConfig(model=str(model_path), friction_per_ps=-1.0).validate()
+
+
 def test_report_never_calls_a_hand_set_water_factor_a_prediction():
     from polarff.benchmark import _labels_sentence
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import importlib.util
 from pathlib import Path
 
@@ -146,6 +147,14 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 2.30 | -4 %: within 15 % |" in out
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
     assert "missing/results.json" in capsys.readouterr().out
+    # replicas run with different thermostat frictions are not one estimate
+    for i, friction in enumerate((1.0, 0.1)):
+        (tmp_path / f"r{i}" / "runs" / "polarff-nacl").mkdir(parents=True)
+        record = {"config": {"model": "m.pff", "friction_per_ps": friction}}
+        (tmp_path / f"r{i}" / "runs" / "polarff-nacl" / "run.json").write_text(json.dumps(record))
+    assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 2
+    out = capsys.readouterr().out
+    assert "config.friction_per_ps" in out and "r0: 1.0" in out and "r1: 0.1" in out
 
 
 def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
@@ -404,3 +413,26 @@ def test_ship_ion_radii_reproduces_the_shipped_fixed_terms_and_keeps_the_network
         base.card.pop("fixed_terms")
         base.save(tmp_path / "bare.pff")
         load("ship_ion_radii").ship(tmp_path / "bare.pff", "x", 2.3, 4.4, "b", tmp_path)
+
+
+def test_thermostat_friction_runs_each_friction_and_compares_with_the_lowest(tmp_path, capsys):
+    """Tiny real runs of the fixed-charge baseline at two frictions: one table row each, ratios to the
+    smallest friction, resumed (not rerun) the second time; bad frictions are refused."""
+    from polarff.errors import ConfigError
+
+    example = load("thermostat_friction")
+    args = ["--out", str(tmp_path / "f"), "--waters", "32", "--pairs", "1", "--frictions", "1", "0.1",
+            "--length-ps", "1", "--equilibration-ps", "0.1", "--report-interval-fs", "20", "--cutoff", "0.45"]
+    assert example.main(args) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 0.1 |")]
+    assert len(rows) == 2 and rows[1].endswith("| 1 | 1 | 1 | 1 |")
+    saved = json.loads((tmp_path / "f" / "friction.json").read_text())
+    assert set(saved) == {"1", "0.1"} and all(len(saved[k]["H2O"]) == 2 for k in saved)
+    assert example.ratio(2.0, 0.2, 4.0, 0.0) == pytest.approx((0.5, 0.05))
+    assert example.main(args) == 0
+    assert "[friction]" not in capsys.readouterr().err  # finished runs are read, not run again
+    with pytest.raises(ConfigError, match="two or more different values > 0"):
+        example.main(["--frictions", "1", "1"])
+    with pytest.raises(ConfigError, match="two or more different values > 0"):
+        example.main(["--frictions", "1", "0"])
