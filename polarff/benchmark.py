@@ -581,7 +581,9 @@ class BenchmarkConfig:
     timestep_fs, report_interval_fs, energy_interval_fs, checkpoint_interval_ps : float
         MD settings (see :class:`polarff.simulate.SimulationConfig`).
     friction_per_ps : float
-        Langevin friction, 1/ps.
+        Langevin friction of every run, 1/ps. The default, 0.1, leaves transport as in NVE; 1/ps (the default
+        before 2026-12-07) slows water diffusion by 11 % in the fixed-charge baseline
+        (docs/thermostat-friction.md).
     temperature_k : float
         K.
     baselines : list of str
@@ -625,7 +627,7 @@ class BenchmarkConfig:
     report_interval_fs: float = 10.0
     energy_interval_fs: float = 100.0
     checkpoint_interval_ps: float = 1.0
-    friction_per_ps: float = 1.0
+    friction_per_ps: float = 0.1
     temperature_k: float = 298.15
     baselines: list = field(default_factory=lambda: ["formal", "scaled"])
     scaled_charge: float = 0.75
@@ -718,7 +720,8 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
 
 def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> str:
     """Run (or resume, or read) every run, analyse them and write the report; returns its path."""
-    from polarff.simulate import RUN_RECORD, TRAJECTORY_NPZ, load_openmm, load_trajectory, run_simulation
+    from polarff.simulate import (RUN_RECORD, TRAJECTORY_NPZ, check_resume, load_openmm, load_trajectory,
+                                  run_simulation)
 
     cfg.validate()
     load_openmm()
@@ -727,6 +730,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> str:
     runs = plan_runs(cfg)
     for name, run in runs.items():
         folder = Path(run.output)
+        check_resume(folder, run)  # a finished run of other settings (friction, model, ...) is never reused
         if (folder / TRAJECTORY_NPZ).exists() and _recorded_length(folder / RUN_RECORD) == run.length_ps:
             if progress:
                 print(f"[benchmark] {name}: reading the finished run in {folder}", file=sys.stderr, flush=True)
@@ -1475,11 +1479,10 @@ def command_line(cfg: BenchmarkConfig) -> str:
     words += ["--waters", str(cfg.n_waters), "--pairs", str(cfg.n_pairs), "--pure-waters", str(cfg.n_waters_pure),
               "--length-ps", f"{cfg.length_ps:g}", "--water-length-ps", f"{cfg.water_length_ps:g}",
               "--equilibration-ps", f"{cfg.equilibration_ps:g}", "--timestep-fs", f"{cfg.timestep_fs:g}",
-              "--report-interval-fs", f"{cfg.report_interval_fs:g}", "--baselines", *cfg.baselines,
+              "--report-interval-fs", f"{cfg.report_interval_fs:g}", "--friction", f"{cfg.friction_per_ps:g}",
+              "--baselines", *cfg.baselines,
               "--scaled-charge", f"{cfg.scaled_charge:g}", "--threads", str(cfg.threads), "--seed", str(cfg.seed),
               "--blocks", str(cfg.n_blocks), "--minimize-iterations", str(cfg.minimize_iterations)]
-    if cfg.friction_per_ps != BenchmarkConfig.friction_per_ps:
-        words += ["--friction", f"{cfg.friction_per_ps:g}"]
     if cfg.tnep:
         words += ["--tnep", cfg.tnep]
     if cfg.fixed_terms:
@@ -1509,8 +1512,8 @@ class Benchmark(Command):
         p.add_argument("--timestep-fs", type=float, default=2.0, help="time step (fs)")
         p.add_argument("--report-interval-fs", type=float, default=10.0, help="time between frames (fs)")
         p.add_argument("--friction", type=float, default=BenchmarkConfig.friction_per_ps,
-                       help="Langevin friction of every run, 1/ps (default 1; 0.1 leaves the diffusion of water and "
-                            "ions within ~1 %% of NVE, docs/thermostat-friction.md)")
+                       help="Langevin friction of every run, 1/ps (default 0.1, which leaves transport as in NVE; "
+                            "runs made before 2026-12-07 used 1, which slows it: docs/thermostat-friction.md)")
         p.add_argument("--baselines", nargs="*", default=["formal", "scaled"], choices=["formal", "scaled"],
                        help="fixed-charge baselines to run")
         p.add_argument("--scaled-charge", type=float, default=0.75, help="ion charge factor of 'scaled'")

@@ -508,7 +508,7 @@ def _versions() -> dict:
     return out
 
 
-def _check_resume(out: Path, config: SimulationConfig) -> dict | None:
+def check_resume(out: Path, config: SimulationConfig) -> dict | None:
     """Existing run record (None for a new folder); ConfigError if its settings differ."""
     path = out / RUN_RECORD
     if not path.exists():
@@ -589,7 +589,7 @@ def run_simulation(config: SimulationConfig, out_dir: str | os.PathLike | None =
     if overwrite:
         _remove_run(out)
     out.mkdir(parents=True, exist_ok=True)
-    record = _check_resume(out, config)
+    record = check_resume(out, config)
     topology, positions, box = read_pdb(config.topology)
     system = build_system(config, topology)
     if box is not None:

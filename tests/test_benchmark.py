@@ -168,6 +168,10 @@ def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0  # finished runs are read, not rerun
     assert "reading the finished run" in capsys.readouterr().err
+    # ... but never those of other settings: another friction is refused, naming the folder and the key
+    assert main(argv + ["--friction", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "polarff-nacl: holds a run with other settings (friction_per_ps: expected 0.1" in err
 
 
 def test_benchmark_cli_errors(tmp_path, capsys):
@@ -220,10 +224,13 @@ def test_benchmark_friction_reaches_every_run_the_command_and_the_report(trained
 
     _, _, model_path = trained_model
     cfg = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
-                          baselines=["formal"], friction_per_ps=0.1)
-    assert {run.friction_per_ps for run in plan_runs(cfg).values()} == {0.1}
-    assert "--friction 0.1" in command_line(cfg)
-    assert "--friction" not in command_line(BenchmarkConfig(model=str(model_path)))
+                          baselines=["formal"], friction_per_ps=0.5)
+    assert {run.friction_per_ps for run in plan_runs(cfg).values()} == {0.5}
+    assert "--friction 0.5" in command_line(cfg)
+    # the default (0.1/ps) is written out too: reports made before it was the default ran at 1/ps
+    assert BenchmarkConfig(model=str(model_path)).friction_per_ps == 0.1
+    assert "--friction 0.1" in command_line(BenchmarkConfig(model=str(model_path)))
+    assert "--friction 1 " in command_line(BenchmarkConfig(model=str(model_path), friction_per_ps=1.0))
     assert "slows diffusion" in _friction_sentence(1.0) and "as in NVE" in _friction_sentence(0.1)
     with pytest.raises(ConfigError, match=r"friction_per_ps must be a finite number >= 0 \(1/ps; found -1"):
         BenchmarkConfig(model=str(model_path), friction_per_ps=-1.0).validate()
