@@ -427,6 +427,7 @@ def test_thermostat_friction_runs_each_friction_and_compares_with_the_lowest(tmp
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 0.1 |")]
     assert len(rows) == 2 and rows[1].endswith("| 1 | 1 | 1 | 1 |")
+    assert 200.0 < float(rows[0].split("|")[2]) < 400.0  # the measured mean temperature of the run
     saved = json.loads((tmp_path / "f" / "friction.json").read_text())
     assert set(saved) == {"1", "0.1"} and all(len(saved[k]["H2O"]) == 2 for k in saved)
     assert example.ratio(2.0, 0.2, 4.0, 0.0) == pytest.approx((0.5, 0.05))
@@ -436,3 +437,5 @@ def test_thermostat_friction_runs_each_friction_and_compares_with_the_lowest(tmp
         example.main(["--frictions", "1", "1"])
     with pytest.raises(ConfigError, match="two or more different values > 0"):
         example.main(["--frictions", "1", "0"])
+    with pytest.raises(ConfigError, match=r"--reference: expected one of --frictions \[1.0, 0.1\] \(found 0.5\)"):
+        example.main(["--frictions", "1", "0.1", "--reference", "0.5"])
