@@ -41,6 +41,7 @@ import numpy as np
 
 from polarff.cli import Command, register
 from polarff.errors import ConfigError
+from polarff.simulate import THERMOSTATS
 
 #: Formal charges used for the ion-only translational dipole (e).
 FORMAL_ION_CHARGES = {"Li": 1.0, "Na": 1.0, "K": 1.0, "F": -1.0, "Cl": -1.0, "Br": -1.0, "I": -1.0}
@@ -580,10 +581,15 @@ class BenchmarkConfig:
         Equilibration before production, ps.
     timestep_fs, report_interval_fs, energy_interval_fs, checkpoint_interval_ps : float
         MD settings (see :class:`polarff.simulate.SimulationConfig`).
+    thermostat : {'nose-hoover', 'langevin'}
+        Thermostat of every run (:class:`polarff.simulate.SimulationConfig`). Nosé–Hoover (the default) is
+        global and leaves diffusion and conduction as in NVE; Langevin (the only one before 2026-12-07)
+        puts a friction on every atom, which at 1/ps slows water diffusion by 11 % in the fixed-charge
+        baseline (docs/thermostat-friction.md).
+    collision_frequency_per_ps : float
+        Nosé–Hoover coupling, 1/ps.
     friction_per_ps : float
-        Langevin friction of every run, 1/ps. The default, 0.1, leaves transport as in NVE; 1/ps (the default
-        before 2026-12-07) slows water diffusion by 11 % in the fixed-charge baseline
-        (docs/thermostat-friction.md).
+        Langevin friction, 1/ps.
     temperature_k : float
         K.
     baselines : list of str
@@ -627,7 +633,9 @@ class BenchmarkConfig:
     report_interval_fs: float = 10.0
     energy_interval_fs: float = 100.0
     checkpoint_interval_ps: float = 1.0
-    friction_per_ps: float = 0.1
+    thermostat: str = "nose-hoover"
+    collision_frequency_per_ps: float = 1.0
+    friction_per_ps: float = 1.0
     temperature_k: float = 298.15
     baselines: list = field(default_factory=lambda: ["formal", "scaled"])
     scaled_charge: float = 0.75
@@ -657,8 +665,13 @@ class BenchmarkConfig:
             raise ConfigError(f"induction_field: expected 'full' or 'switched' (found {self.induction_field!r})")
         if self.cutoff_nm is not None and self.cutoff_nm <= 0:
             raise ConfigError(f"cutoff_nm must be > 0 nm (found {self.cutoff_nm})")
+        if self.thermostat not in THERMOSTATS:
+            raise ConfigError(f"thermostat: expected one of {THERMOSTATS} (found {self.thermostat!r})")
         if not (np.isfinite(self.friction_per_ps) and self.friction_per_ps >= 0):
             raise ConfigError(f"friction_per_ps must be a finite number >= 0 (1/ps; found {self.friction_per_ps})")
+        if not (np.isfinite(self.collision_frequency_per_ps) and self.collision_frequency_per_ps > 0):
+            raise ConfigError(f"collision_frequency_per_ps must be a finite number > 0 (1/ps; found "
+                              f"{self.collision_frequency_per_ps})")
 
 
 def _box(out: Path, name: str, n_pairs: int, n_waters: int, seed: int, threads: int = 1) -> tuple[str, float]:
@@ -681,7 +694,8 @@ def plan_runs(cfg: BenchmarkConfig) -> dict[str, "object"]:
     salt_pdb, salt_l = _box(out, "nacl", cfg.n_pairs, cfg.n_waters, cfg.seed, cfg.threads)
     # the model's own fixed terms (model card) unless the config names others, recorded in every run
     fixed_terms = cfg.fixed_terms or read_card(cfg.model).get("fixed_terms") or "polarff_fixed_terms"
-    common = dict(ensemble="nvt", temperature_k=cfg.temperature_k, friction_per_ps=cfg.friction_per_ps,
+    common = dict(ensemble="nvt", temperature_k=cfg.temperature_k, thermostat=cfg.thermostat,
+                  collision_frequency_per_ps=cfg.collision_frequency_per_ps, friction_per_ps=cfg.friction_per_ps,
                   timestep_fs=cfg.timestep_fs, equilibration_ps=cfg.equilibration_ps, minimize=True,
                   minimize_iterations=cfg.minimize_iterations, report_interval_fs=cfg.report_interval_fs,
                   energy_interval_fs=cfg.energy_interval_fs, checkpoint_interval_ps=cfg.checkpoint_interval_ps,
@@ -1079,8 +1093,7 @@ def _report_header(cfg, runs, records, results) -> list[str]:
         lines.append(f"| {name} | {hamiltonian} | {composition} | {t['box_nm']:.3f} | {t['length_ps']:.1f} | "
                      f"{t['n_frames']} | {ms:.1f} | {cpu:.0f} | {run.threads} |")
     any_run = next(iter(runs.values()))
-    lines += ["", f"Common settings: NVT, LangevinMiddleIntegrator at {any_run.temperature_k} K with friction "
-              f"{any_run.friction_per_ps:g}/ps, time step {any_run.timestep_fs:g} fs, rigid water, "
+    lines += ["", f"Common settings: NVT, {_thermostat_phrase(any_run)} at {any_run.temperature_k} K, time step {any_run.timestep_fs:g} fs, rigid water, "
               f"{any_run.equilibration_ps:g} ps equilibration after a short minimisation (≤ {any_run.minimize_iterations} "
               "iterations) of boxes pre-equilibrated for 5 ps with the fixed-charge baseline, frames every "
               f"{any_run.report_interval_fs:g} fs (unwrapped positions, per-frame charges and total dipoles), "
@@ -1184,14 +1197,22 @@ def _labels_sentence(charge_scale: dict | None) -> str:
             "predictions.")
 
 
-def _friction_sentence(friction_per_ps: float) -> str:
-    """What the Langevin friction of the runs does to their transport (docs/thermostat-friction.md)."""
-    if friction_per_ps > 0.2:
-        return (f"The Langevin friction ({friction_per_ps:g}/ps) couples every atom to a bath and slows diffusion "
-                "and conduction (measured with the fixed-charge baseline in docs/thermostat-friction.md); "
-                "`--friction 0.1` leaves them as in NVE.")
-    return (f"The Langevin friction ({friction_per_ps:g}/ps) is weak enough to leave diffusion and conduction as "
-            "in NVE (docs/thermostat-friction.md).")
+def _thermostat_phrase(run) -> str:
+    """The integrator and coupling of a run, for the report's settings line."""
+    if run.thermostat == "nose-hoover":
+        return f"NoseHooverIntegrator (one global chain, collision frequency {run.collision_frequency_per_ps:g}/ps)"
+    return f"LangevinMiddleIntegrator with friction {run.friction_per_ps:g}/ps"
+
+
+def _thermostat_sentence(run) -> str:
+    """What the thermostat of the runs does to their transport (docs/thermostat-friction.md)."""
+    if run.thermostat == "nose-hoover":
+        return ("The Nosé–Hoover chain rescales all velocities together: it leaves diffusion and conduction as "
+                "in NVE (docs/thermostat-friction.md).")
+    return (f"The Langevin friction ({run.friction_per_ps:g}/ps) acts on every atom and slows diffusion and "
+            "conduction: at 1/ps by 11 % for water and 26 % for Cl⁻ in the fixed-charge baseline, against 0.1/ps "
+            "(docs/thermostat-friction.md); a weaker friction lets a small box's temperature wander by tens of "
+            "kelvin. `--thermostat nose-hoover` avoids both.")
 
 
 def _report_assessment(results, runs) -> list[str]:
@@ -1249,8 +1270,8 @@ def _report_assessment(results, runs) -> list[str]:
               f"{NACL_HYDRATION_ENERGY_KJ_MOL:.0f} kJ/mol: " + (_hydration_text(results.get("hydration", {}))
                                                                  or "— (needs a pure-water run with as many waters)")
               + ". Ions bound too weakly or too strongly move at the wrong speed even when water is right.",
-              "- **Rigid water, Langevin thermostat.** Rigid molecules remove the intramolecular IR bands. "
-              + _friction_sentence(next(iter(runs.values())).friction_per_ps),
+              "- **Rigid water, thermostat.** Rigid molecules remove the intramolecular IR bands. "
+              + _thermostat_sentence(next(iter(runs.values()))),
               "- **Experimental ion D values are at infinite dilution**; at ~1 mol/kg the measured values "
               "are lower, and the experimental Λ is interpolated to the box's molar concentration.", ""]
     return lines
@@ -1479,7 +1500,9 @@ def command_line(cfg: BenchmarkConfig) -> str:
     words += ["--waters", str(cfg.n_waters), "--pairs", str(cfg.n_pairs), "--pure-waters", str(cfg.n_waters_pure),
               "--length-ps", f"{cfg.length_ps:g}", "--water-length-ps", f"{cfg.water_length_ps:g}",
               "--equilibration-ps", f"{cfg.equilibration_ps:g}", "--timestep-fs", f"{cfg.timestep_fs:g}",
-              "--report-interval-fs", f"{cfg.report_interval_fs:g}", "--friction", f"{cfg.friction_per_ps:g}",
+              "--report-interval-fs", f"{cfg.report_interval_fs:g}", "--thermostat", cfg.thermostat,
+              *(["--collision-frequency", f"{cfg.collision_frequency_per_ps:g}"] if cfg.thermostat == "nose-hoover"
+                else ["--friction", f"{cfg.friction_per_ps:g}"]),
               "--baselines", *cfg.baselines,
               "--scaled-charge", f"{cfg.scaled_charge:g}", "--threads", str(cfg.threads), "--seed", str(cfg.seed),
               "--blocks", str(cfg.n_blocks), "--minimize-iterations", str(cfg.minimize_iterations)]
@@ -1511,9 +1534,14 @@ class Benchmark(Command):
         p.add_argument("--equilibration-ps", type=float, default=2.0, help="equilibration (ps)")
         p.add_argument("--timestep-fs", type=float, default=2.0, help="time step (fs)")
         p.add_argument("--report-interval-fs", type=float, default=10.0, help="time between frames (fs)")
+        p.add_argument("--thermostat", choices=THERMOSTATS, default=BenchmarkConfig.thermostat,
+                       help="thermostat of every run (default nose-hoover: global, leaves transport as in NVE; "
+                            "runs made before 2026-12-07 used langevin with friction 1/ps, which slows it: "
+                            "docs/thermostat-friction.md)")
+        p.add_argument("--collision-frequency", type=float, default=BenchmarkConfig.collision_frequency_per_ps,
+                       help="Nose-Hoover coupling, 1/ps (default 1)")
         p.add_argument("--friction", type=float, default=BenchmarkConfig.friction_per_ps,
-                       help="Langevin friction of every run, 1/ps (default 0.1, which leaves transport as in NVE; "
-                            "runs made before 2026-12-07 used 1, which slows it: docs/thermostat-friction.md)")
+                       help="Langevin friction, 1/ps (default 1; --thermostat langevin only)")
         p.add_argument("--baselines", nargs="*", default=["formal", "scaled"], choices=["formal", "scaled"],
                        help="fixed-charge baselines to run")
         p.add_argument("--scaled-charge", type=float, default=0.75, help="ion charge factor of 'scaled'")
@@ -1539,6 +1567,7 @@ class Benchmark(Command):
                               n_pairs=args.pairs, n_waters_pure=args.pure_waters, length_ps=args.length_ps,
                               water_length_ps=args.water_length_ps, equilibration_ps=args.equilibration_ps,
                               timestep_fs=args.timestep_fs, report_interval_fs=args.report_interval_fs,
+                              thermostat=args.thermostat, collision_frequency_per_ps=args.collision_frequency,
                               friction_per_ps=args.friction, baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
                               threads=args.threads, seed=args.seed, n_blocks=args.blocks,
                               minimize_iterations=args.minimize_iterations, fixed_terms=args.fixed_terms,

@@ -168,10 +168,10 @@ def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0  # finished runs are read, not rerun
     assert "reading the finished run" in capsys.readouterr().err
-    # ... but never those of other settings: another friction is refused, naming the folder and the key
-    assert main(argv + ["--friction", "1"]) == 2
+    # ... but never those of other settings: another thermostat is refused, naming the folder and the key
+    assert main(argv + ["--thermostat", "langevin"]) == 2
     err = capsys.readouterr().err
-    assert "polarff-nacl: holds a run with other settings (friction_per_ps: expected 0.1" in err
+    assert "polarff-nacl: holds a run with other settings (thermostat: expected 'nose-hoover'" in err
 
 
 def test_benchmark_cli_errors(tmp_path, capsys):
@@ -216,24 +216,32 @@ def test_benchmark_cutoff_and_field_options_reach_the_runs_and_are_checked(train
         BenchmarkConfig(model=str(model_path), induction_field="ewald").validate()
 
 
-def test_benchmark_friction_reaches_every_run_the_command_and_the_report(trained_model, tmp_path):
-    """--friction sets the Langevin friction of the polarff and the baseline runs alike; the reproducing
-    command carries it when it is not the default; the report says what it does to transport."""
-    from polarff.benchmark import BenchmarkConfig, _friction_sentence, command_line, plan_runs
+def test_benchmark_thermostat_reaches_every_run_the_command_and_the_report(trained_model, tmp_path):
+    """--thermostat and its coupling reach the polarff and the baseline runs alike; the reproducing command
+    always names them (reports made before Nosé–Hoover was the default ran Langevin at 1/ps); the report
+    says what the thermostat does to transport; bad values are refused."""
+    from polarff.benchmark import BenchmarkConfig, _thermostat_sentence, command_line, plan_runs
     from polarff.errors import ConfigError
 
     _, _, model_path = trained_model
-    cfg = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
-                          baselines=["formal"], friction_per_ps=0.5)
-    assert {run.friction_per_ps for run in plan_runs(cfg).values()} == {0.5}
-    assert "--friction 0.5" in command_line(cfg)
-    # the default (0.1/ps) is written out too: reports made before it was the default ran at 1/ps
-    assert BenchmarkConfig(model=str(model_path)).friction_per_ps == 0.1
-    assert "--friction 0.1" in command_line(BenchmarkConfig(model=str(model_path)))
-    assert "--friction 1 " in command_line(BenchmarkConfig(model=str(model_path), friction_per_ps=1.0))
-    assert "slows diffusion" in _friction_sentence(1.0) and "as in NVE" in _friction_sentence(0.1)
+    default = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
+                              baselines=["formal"])
+    runs = plan_runs(default)
+    assert {(r.thermostat, r.collision_frequency_per_ps) for r in runs.values()} == {("nose-hoover", 1.0)}
+    assert "--thermostat nose-hoover --collision-frequency 1 " in command_line(default)
+    assert "as in NVE" in _thermostat_sentence(runs["polarff-nacl"])
+    legacy = BenchmarkConfig(model=str(model_path), out=str(tmp_path / "b"), n_waters=16, n_waters_pure=16,
+                             baselines=["formal"], thermostat="langevin", friction_per_ps=0.5)
+    runs = plan_runs(legacy)
+    assert {(r.thermostat, r.friction_per_ps) for r in runs.values()} == {("langevin", 0.5)}
+    assert "--thermostat langevin --friction 0.5 " in command_line(legacy)
+    assert "slows diffusion" in _thermostat_sentence(runs["formal-nacl"])
     with pytest.raises(ConfigError, match=r"friction_per_ps must be a finite number >= 0 \(1/ps; found -1"):
         BenchmarkConfig(model=str(model_path), friction_per_ps=-1.0).validate()
+    with pytest.raises(ConfigError, match=r"thermostat: expected one of \('langevin', 'nose-hoover'\)"):
+        BenchmarkConfig(model=str(model_path), thermostat="andersen").validate()
+    with pytest.raises(ConfigError, match="collision_frequency_per_ps must be a finite number > 0"):
+        BenchmarkConfig(model=str(model_path), collision_frequency_per_ps=0.0).validate()
 
 
 def test_report_never_calls_a_hand_set_water_factor_a_prediction():

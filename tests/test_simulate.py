@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import struct
 
@@ -61,6 +62,10 @@ def test_config_validation(tmp_path, salt_pdb):
         SimulationConfig.from_dict({"topology": salt_pdb, "forcefield": "fixed_charge_baseline", "model": "m.pff"})
     with pytest.raises(ConfigError, match="ensemble"):
         SimulationConfig.from_dict({"topology": salt_pdb, "forcefield": "x", "ensemble": "nph"})
+    with pytest.raises(ConfigError, match=r"thermostat must be one of \('langevin', 'nose-hoover'\) \(found 'berendsen'"):
+        SimulationConfig.from_dict({"topology": salt_pdb, "forcefield": "x", "thermostat": "berendsen"})
+    with pytest.raises(ConfigError, match="collision_frequency_per_ps must be a finite number > 0"):
+        SimulationConfig.from_dict({"topology": salt_pdb, "forcefield": "x", "collision_frequency_per_ps": 0})
     with pytest.raises(ConfigError, match="whole multiple of timestep_fs"):
         SimulationConfig.from_dict({"topology": salt_pdb, "forcefield": "x", "report_interval_fs": 5.0})
     with pytest.raises(ConfigError, match="'threads' expects int"):
@@ -120,10 +125,12 @@ def test_outputs_shapes_units_and_whole_molecules(tmp_path, salt_pdb):
     assert list(traj["symbols"][:3]) == ["O", "H", "H"] and list(traj["symbols"][-2:]) == ["Na", "Cl"]
 
 
-def test_interrupted_run_resumes_without_lost_or_duplicated_frames(tmp_path, salt_pdb):
+@pytest.mark.parametrize("thermostat", ["langevin", "nose-hoover"])
+def test_interrupted_run_resumes_without_lost_or_duplicated_frames(tmp_path, salt_pdb, thermostat):
+    """The checkpoint holds the thermostat's state too (the Nosé–Hoover chain), so a resumed run is the same."""
     from polarff.reporters import read_dcd_frame_count
 
-    cfg = baseline_config(salt_pdb)
+    cfg = baseline_config(salt_pdb, thermostat=thermostat)
     run_simulation(cfg, tmp_path / "straight", progress=False)
     stopped = run_simulation(cfg, tmp_path / "resumed", progress=False, stop_after_chunks=2)
     assert not stopped.complete and stopped.steps_done == 2 * cfg.chunk_steps
@@ -158,6 +165,51 @@ def test_extending_a_finished_run_and_refusing_other_settings(tmp_path, salt_pdb
     assert summary.complete and len(traj["time"]) == 40 and len(np.unique(traj["time"])) == 40
     with pytest.raises(ConfigError, match="temperature_k"):
         run_simulation(dataclasses.replace(longer, temperature_k=350.0), tmp_path / "run", progress=False)
+    # a record written before a config key existed resumes as if it held that key's default
+    record_path = tmp_path / "run" / "run.json"
+    record = json.loads(record_path.read_text())
+    for key in ("thermostat", "collision_frequency_per_ps"):
+        del record["config"][key]
+    record_path.write_text(json.dumps(record))
+    assert run_simulation(dataclasses.replace(cfg, length_ps=0.2), tmp_path / "run", progress=False).complete
+    with pytest.raises(ConfigError, match="thermostat: expected 'langevin' to resume, found 'nose-hoover'"):
+        run_simulation(dataclasses.replace(cfg, length_ps=0.24, thermostat="nose-hoover"), tmp_path / "run",
+                       progress=False)
+
+
+def test_nose_hoover_conserves_its_extended_energy_and_holds_the_temperature(salt_pdb):
+    """NoseHooverIntegrator with the config's coupling: total + heat-bath energy is conserved (the
+    thermostat only moves energy to and from its chain), while the total energy itself is not."""
+    import openmm
+    from openmm import unit
+
+    from polarff.simulate import build_system, make_simulation, read_pdb
+
+    cfg = baseline_config(salt_pdb, thermostat="nose-hoover", collision_frequency_per_ps=5.0, timestep_fs=1.0)
+    topology, positions, box = read_pdb(salt_pdb)
+    simulation = make_simulation(cfg, topology, build_system(cfg, topology))
+    integrator = simulation.integrator
+    assert isinstance(integrator, openmm.NoseHooverIntegrator)
+    assert integrator.getCollisionFrequency().value_in_unit(unit.picosecond ** -1) == pytest.approx(5.0)
+    simulation.context.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
+    simulation.context.setPositions(positions)
+    simulation.context.applyConstraints(1e-6)
+    simulation.minimizeEnergy(maxIterations=200)
+    simulation.context.setVelocitiesToTemperature(cfg.temperature_k * unit.kelvin, 1)
+    simulation.step(200)
+    total, extended, kinetic = [], [], []
+    for _ in range(150):
+        simulation.step(10)
+        state = simulation.context.getState(getEnergy=True)
+        e = (state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole)
+        total.append(e)
+        extended.append(e + integrator.computeHeatBathEnergy().value_in_unit(unit.kilojoule_per_mole))
+        kinetic.append(state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole))
+    assert np.std(extended) < 0.1 * np.std(total)
+    n_dof = integrator.getThermostat(0).getNumDegreesOfFreedom()
+    temperature = 2 * np.mean(kinetic) / (n_dof * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(
+        unit.kilojoule_per_mole / unit.kelvin))
+    assert 250.0 < temperature < 350.0  # 16 waters: instantaneous T fluctuates by ~40 K
 
 
 def test_npt_changes_the_volume_and_nve_conserves_energy(tmp_path, salt_pdb):
