@@ -15,7 +15,7 @@ lets the run heat up, and water diffuses about 2 % faster per kelvin.
 Example (docs/thermostat-friction.md; about 25 minutes on one core)::
 
     OMP_NUM_THREADS=1 python examples/thermostat_friction.py --out build/friction --waters 512 --pairs 9 \\
-        --frictions 1 0.1 0.01 --reference 0.1 --length-ps 200
+        --frictions 1 0.1 0.01 --nose-hoover 1 --length-ps 200
 
 Every run is resumable (``polarff.simulate.run_simulation``) and skipped once finished, so a rerun only
 prints the table.
@@ -36,12 +36,15 @@ from polarff.errors import ConfigError
 SPECIES = ("H2O", "Na+", "Cl-")
 
 
-def run_config(box_pdb: str, friction_per_ps: float, args: argparse.Namespace, out: Path):
-    """The :class:`polarff.simulate.SimulationConfig` of the run at one friction (fixed-charge baseline)."""
+def run_config(box_pdb: str, thermostat: str, coupling_per_ps: float, args: argparse.Namespace, out: Path):
+    """The :class:`polarff.simulate.SimulationConfig` of one run of the fixed-charge baseline: ``thermostat``
+    'langevin' with friction ``coupling_per_ps`` or 'nose-hoover' with that collision frequency."""
     from polarff.simulate import SimulationConfig
 
+    coupling = ({"friction_per_ps": coupling_per_ps} if thermostat == "langevin"
+                else {"collision_frequency_per_ps": coupling_per_ps})
     return SimulationConfig(topology=box_pdb, forcefield="fixed_charge_baseline", ensemble="nvt",
-                            friction_per_ps=friction_per_ps, temperature_k=298.15, timestep_fs=2.0,
+                            thermostat=thermostat, **coupling, temperature_k=298.15, timestep_fs=2.0,
                             length_ps=args.length_ps, equilibration_ps=args.equilibration_ps, minimize=False,
                             cutoff_nm=args.cutoff, report_interval_fs=args.report_interval_fs,
                             energy_interval_fs=1000.0, checkpoint_interval_ps=10.0, threads=args.threads,
@@ -71,24 +74,21 @@ def ratio(value: float, error: float, ref: float, ref_error: float) -> tuple[flo
     return r, r * float(np.hypot(error / value, ref_error / ref))
 
 
-def table(results: dict[float, dict], reference: float) -> str:
-    """Markdown table: per friction the mean kinetic temperature, the PBC values and their ratio to the run
-    at the ``reference`` friction."""
-    frictions = sorted(results, reverse=True)
+def table(results: dict[str, dict], reference: str) -> str:
+    """Markdown table: per run (label: thermostat and coupling) the mean kinetic temperature, the PBC values
+    and their ratio to the ``reference`` run."""
     ref = results[reference]
     names = {"H2O": "D(H₂O)", "Na+": "D(Na⁺)", "Cl-": "D(Cl⁻)", "Lambda": "Λ EH (S cm²/mol)"}
     keys = [k for k in names if k in ref]
     short = {"H2O": "D(H₂O)", "Na+": "D(Na⁺)", "Cl-": "D(Cl⁻)", "Lambda": "Λ"}
-    head = ["friction (1/ps)", "T (K)", *[names[k] for k in keys],
-            *[f"{short[k]} / {short[k]}({reference:g})" for k in keys]]
+    head = ["thermostat (1/ps)", "T (K)", *[names[k] for k in keys], *[f"{short[k]} ratio" for k in keys]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for f in frictions:
-        r = results[f]
+    for label, r in results.items():
         values = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if k != "Lambda" else f"{r[k][0]:.1f} ± {r[k][1]:.1f}"
                   for k in keys]
-        ratios = ["1" if f == reference else "{:.3f} ± {:.3f}".format(*ratio(*r[k], *ref[k])) for k in keys]
-        lines.append("| " + " | ".join([f"{f:g}", f"{r['temperature_k']:.1f}", *values, *ratios]) + " |")
-    return "\n".join(lines)
+        ratios = ["1" if label == reference else "{:.3f} ± {:.3f}".format(*ratio(*r[k], *ref[k])) for k in keys]
+        lines.append("| " + " | ".join([label, f"{r['temperature_k']:.1f}", *values, *ratios]) + " |")
+    return "\n".join(lines) + f"\n\nratio: to the run '{reference}'."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=9, help="NaCl pairs (default 9: 0.98 mol/kg with 512 waters)")
     p.add_argument("--frictions", type=float, nargs="+", default=[1.0, 0.1, 0.01],
                    help="Langevin frictions, 1/ps")
+    p.add_argument("--nose-hoover", type=float, default=None, metavar="FREQUENCY",
+                   help="also run a Nosé–Hoover chain with this collision frequency (1/ps): global, so it leaves "
+                        "transport as in NVE while it holds the temperature; the reference when given")
     p.add_argument("--reference", type=float, default=None,
-                   help="friction the others are compared with (default the smallest; its run must hold the set "
-                        "temperature: a friction too weak to carry off the integrator's energy drift heats it)")
+                   help="Langevin friction the others are compared with (default: the Nosé–Hoover run if any, "
+                        "else the smallest friction; a friction too weak to carry off the integrator's energy "
+                        "drift heats its run)")
     p.add_argument("--length-ps", type=float, default=200.0, help="production per friction (ps)")
     p.add_argument("--equilibration-ps", type=float, default=5.0, help="equilibration per friction (ps)")
     p.add_argument("--report-interval-fs", type=float, default=100.0, help="time between frames (fs)")
@@ -111,9 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if any(not f > 0 for f in args.frictions) or len(set(args.frictions)) < 2:
         raise ConfigError(f"--frictions: expected two or more different values > 0 (found {args.frictions})")
-    reference = min(args.frictions) if args.reference is None else args.reference
-    if reference not in args.frictions:
-        raise ConfigError(f"--reference: expected one of --frictions {args.frictions} (found {reference:g})")
+    if args.reference is not None and args.reference not in args.frictions:
+        raise ConfigError(f"--reference: expected one of --frictions {args.frictions} (found {args.reference:g})")
+    if args.nose_hoover is not None and not args.nose_hoover > 0:
+        raise ConfigError(f"--nose-hoover: expected a collision frequency > 0 (found {args.nose_hoover:g})")
+    runs = {f"Langevin {f:g}": ("langevin", f, f"gamma{f:g}") for f in args.frictions}
+    if args.nose_hoover is not None:
+        runs[f"Nosé–Hoover {args.nose_hoover:g}"] = ("nose-hoover", args.nose_hoover, f"nh{args.nose_hoover:g}")
+    if args.reference is not None:
+        reference = f"Langevin {args.reference:g}"
+    elif args.nose_hoover is not None:
+        reference = f"Nosé–Hoover {args.nose_hoover:g}"
+    else:
+        reference = f"Langevin {min(args.frictions):g}"
 
     from polarff.simulate import RUN_RECORD, TRAJECTORY_NPZ, run_simulation, write_equilibrated_box
 
@@ -122,14 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     if not box.exists():
         write_equilibrated_box(box, "NaCl", args.pairs, args.waters, args.seed, threads=args.threads)
     results = {}
-    for friction in args.frictions:
-        folder = out / f"gamma{friction:g}"
+    for label, (thermostat, coupling, name) in runs.items():
+        folder = out / name
         if not ((folder / TRAJECTORY_NPZ).exists() and (folder / RUN_RECORD).exists()):
-            print(f"[friction] {friction:g}/ps: {args.length_ps:g} ps", file=sys.stderr, flush=True)
-            run_simulation(run_config(str(box), friction, args, folder), folder)
-        results[friction] = measure(folder, args.blocks)
-    (out / "friction.json").write_text(json.dumps({f"{f:g}": r for f, r in results.items()}, indent=1))
-    first = results[args.frictions[0]]
+            print(f"[friction] {label}/ps: {args.length_ps:g} ps", file=sys.stderr, flush=True)
+            run_simulation(run_config(str(box), thermostat, coupling, args, folder), folder)
+        results[label] = measure(folder, args.blocks)
+    (out / "friction.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    first = next(iter(results.values()))
     print(f"{args.waters} H2O + {args.pairs} NaCl, box {first['box_nm']:.3f} nm, {first['length_ps']:.0f} ps "
           f"per friction, fixed-charge baseline, set temperature 298.15 K; D in 1e-9 m^2/s (periodic box), errors "
           f"from {args.blocks} blocks")

@@ -415,24 +415,32 @@ def test_ship_ion_radii_reproduces_the_shipped_fixed_terms_and_keeps_the_network
         load("ship_ion_radii").ship(tmp_path / "bare.pff", "x", 2.3, 4.4, "b", tmp_path)
 
 
-def test_thermostat_friction_runs_each_friction_and_compares_with_the_lowest(tmp_path, capsys):
-    """Tiny real runs of the fixed-charge baseline at two frictions: one table row each, ratios to the
-    smallest friction, resumed (not rerun) the second time; bad frictions are refused."""
+def test_thermostat_friction_runs_each_thermostat_and_compares_with_the_reference(tmp_path, capsys):
+    """Tiny real runs of the fixed-charge baseline at two Langevin frictions and with Nosé–Hoover: one table
+    row each with its measured temperature, ratios to the Nosé–Hoover run; resumed (not rerun) the second
+    time; bad options are refused."""
     from polarff.errors import ConfigError
 
     example = load("thermostat_friction")
     args = ["--out", str(tmp_path / "f"), "--waters", "32", "--pairs", "1", "--frictions", "1", "0.1",
-            "--length-ps", "1", "--equilibration-ps", "0.1", "--report-interval-fs", "20", "--cutoff", "0.45"]
+            "--nose-hoover", "1", "--length-ps", "1", "--equilibration-ps", "0.1", "--report-interval-fs", "20",
+            "--cutoff", "0.45"]
     assert example.main(args) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 0.1 |")]
-    assert len(rows) == 2 and rows[1].endswith("| 1 | 1 | 1 | 1 |")
-    assert 200.0 < float(rows[0].split("|")[2]) < 400.0  # the measured mean temperature of the run
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| Lang")
+            or line.startswith("| Nos")}
+    assert set(rows) == {"Langevin 1", "Langevin 0.1", "Nosé–Hoover 1"}
+    assert rows["Nosé–Hoover 1"].endswith("| 1 | 1 | 1 | 1 |") and "to the run 'Nosé–Hoover 1'" in out
+    assert 200.0 < float(rows["Langevin 1"].split("|")[2]) < 400.0  # the measured mean temperature
     saved = json.loads((tmp_path / "f" / "friction.json").read_text())
-    assert set(saved) == {"1", "0.1"} and all(len(saved[k]["H2O"]) == 2 for k in saved)
+    assert set(saved) == set(rows) and all(len(saved[k]["H2O"]) == 2 for k in saved)
+    record = json.loads((tmp_path / "f" / "nh1" / "run.json").read_text())["config"]
+    assert record["thermostat"] == "nose-hoover" and record["collision_frequency_per_ps"] == 1.0
     assert example.ratio(2.0, 0.2, 4.0, 0.0) == pytest.approx((0.5, 0.05))
-    assert example.main(args) == 0
-    assert "[friction]" not in capsys.readouterr().err  # finished runs are read, not run again
+    assert example.main(args + ["--reference", "0.1"]) == 0
+    captured = capsys.readouterr()
+    assert "to the run 'Langevin 0.1'" in captured.out
+    assert "[friction]" not in captured.err and "[simulate]" not in captured.err  # read, not run again
     with pytest.raises(ConfigError, match="two or more different values > 0"):
         example.main(["--frictions", "1", "1"])
     with pytest.raises(ConfigError, match="two or more different values > 0"):
