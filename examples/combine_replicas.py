@@ -63,6 +63,8 @@ def table(folders: list[str], run: str) -> str:
     head = ["quantity", *[f"{Path(f).name} ({t['length_ps']:.0f} ps)" for f, t in zip(folders, transports)],
             f"combined ({combined['length_ps']:.0f} ps)", "experiment", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    temperatures = [fmt(t, digits=1) for t in combined["kinetic_temperature_k"]]
+    lines.append("| mean kinetic T (K) | " + " | ".join(temperatures) + " | | | |")
     rows = [(f"D({s}) (1e-9 m²/s)", d, d["experiment"]["value"]) for s, d in combined["diffusion"].items()]
     names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges"}
     experiment = combined["conductivity"].get("experiment", {}).get("value")

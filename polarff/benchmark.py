@@ -126,6 +126,9 @@ def analyze_transport(traj: dict, *, n_blocks: int = 5, viscosity: float | None 
         "length_ps": float(times[-1] - times[0] + (times[1] - times[0])),
         "frame_interval_ps": float(times[1] - times[0]), "n_blocks": n_blocks, "n_waters": n_waters,
         "n_pairs": n_pairs, "viscosity_mpa_s": viscosity, "diffusion": {}}
+    if "temperature" in traj and len(traj["temperature"]):
+        # the measured (kinetic) temperature: a weak thermostat lets a small box's run wander from the set one
+        summary["kinetic_temperature_k"] = float(np.mean(traj["temperature"]))
     curves: dict = {"lag_times": None, "msd": {}}
     results = {}
     for label, mask in masks.items():
@@ -289,6 +292,7 @@ def combine_replicas(transports: Sequence[dict]) -> dict:
                 "error": float(np.sqrt(np.sum(errors ** 2)) / len(pairs))}
 
     out = {"n_replicas": len(transports), "length_ps": float(sum(t["length_ps"] for t in transports)),
+           "kinetic_temperature_k": [t.get("kinetic_temperature_k") for t in transports],
            "diffusion": {}, "conductivity": {}}
     for species in first["diffusion"]:
         d = combined([(t["diffusion"][species]["corrected"], t["diffusion"][species]["error"])
@@ -1077,8 +1081,8 @@ def _report_header(cfg, runs, records, results) -> list[str]:
              "(list at the end). Relative deviations are (model − experiment)/experiment; the target is "
              f"{100 * TARGET_RELATIVE:.0f} %.", ""] + ([cfg.note, ""] if cfg.note else []) + ["## Command", "", "```", cfg.command or "polarff benchmark ...",
              "```", "", "## What ran", "",
-             "| run | Hamiltonian | composition | box (nm) | production (ps) | frames | ms/step (wall, reporting incl.) | CPU s (production) | threads |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| run | Hamiltonian | composition | box (nm) | production (ps) | frames | mean kinetic T (K) | ms/step (wall, reporting incl.) | CPU s (production) | threads |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
         record = records[name]
         sessions = record.get("sessions", [])
@@ -1091,7 +1095,8 @@ def _report_header(cfg, runs, records, results) -> list[str]:
                        f"TIP3P + Joung–Cheatham, ion charges × {run.charge_scale:g}")
         composition = f"{t['n_waters']} H2O" + (f" + {t['n_pairs']} NaCl" if t["n_pairs"] else "")
         lines.append(f"| {name} | {hamiltonian} | {composition} | {t['box_nm']:.3f} | {t['length_ps']:.1f} | "
-                     f"{t['n_frames']} | {ms:.1f} | {cpu:.0f} | {run.threads} |")
+                     f"{t['n_frames']} | {fmt(t.get('kinetic_temperature_k'), digits=1)} | {ms:.1f} | {cpu:.0f} | "
+                     f"{run.threads} |")
     any_run = next(iter(runs.values()))
     lines += ["", f"Common settings: NVT, {_thermostat_phrase(any_run)} at {any_run.temperature_k} K, time step {any_run.timestep_fs:g} fs, rigid water, "
               f"{any_run.equilibration_ps:g} ps equilibration after a short minimisation (≤ {any_run.minimize_iterations} "

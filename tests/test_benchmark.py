@@ -154,6 +154,11 @@ def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"img/tiny-{name}.png" in text
     results = json.loads((out / "results.json").read_text())
+    # the measured mean kinetic temperature of every run, in the results and in the "What ran" table
+    for name, transport in results["transport"].items():
+        temperature = transport["kinetic_temperature_k"]
+        assert 150.0 < temperature < 450.0, name  # 16 waters over 0.24 ps: a wide window around 298 K
+        assert f" | {temperature:.1f} | " in text
     scaled, formal = (results["transport"][k]["conductivity"] for k in ("scaled-nacl", "formal-nacl"))
     assert scaled["ne"]["ion_charges"]["Na"] == pytest.approx(0.75)
     assert formal["eh"]["sigma"] == pytest.approx(formal["eh_formal"]["sigma"])  # neutral rigid TIP3P waters

@@ -114,7 +114,7 @@ def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, t
 
 def _transport(d_water, err, lam, n_waters=64):
     experiment = {"value": 2.3}
-    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": 1,
+    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": 1, "kinetic_temperature_k": 280.0 + 10 * d_water,
             "diffusion": {"H2O": {"corrected": d_water, "error": err, "experiment": experiment}},
             "conductivity": {"molar_conductivity": {"value": lam, "error": 10.0},
                              "molar_conductivity_formal": {"value": lam + 5, "error": 20.0},
@@ -145,6 +145,8 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 0
     out = capsys.readouterr().out
     assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 2.30 | -4 %: within 15 % |" in out
+    assert "| mean kinetic T (K) | 300.0 | 304.0 |" in out
+    assert combined["kinetic_temperature_k"] == [300.0, 304.0]
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
     assert "missing/results.json" in capsys.readouterr().out
     # replicas run with different thermostat frictions are not one estimate
