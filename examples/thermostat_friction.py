@@ -12,7 +12,7 @@ than any velocity correlation, i.e. the dynamics of NVE), or to the run at ``--r
 temperature of each run is printed beside it: a friction too weak to carry off the integrator's energy drift
 lets the run heat up, and water diffuses about 2 % faster per kelvin.
 
-Example (docs/thermostat-friction.md; about 25 minutes on one core)::
+Example (docs/thermostat-friction.md; about 17 minutes per thermostat on one core)::
 
     OMP_NUM_THREADS=1 python examples/thermostat_friction.py --out build/friction --waters 512 --pairs 9 \\
         --frictions 1 0.1 0.01 --nose-hoover 1 --length-ps 200
