@@ -18,6 +18,7 @@ from pathlib import Path
 
 from polarff.benchmark import agreement, combine_replicas, fmt
 from polarff.errors import ConfigError, InputError
+from polarff.simulate import SimulationConfig
 
 
 def read_transport(folder: str, run: str) -> dict:
@@ -36,8 +37,8 @@ def read_transport(folder: str, run: str) -> dict:
 
 
 #: Settings of the run record (``runs/RUN/run.json``, key ``config``) that replicas must share: the same
-#: model, and the same thermostat friction (it slows transport, docs/thermostat-friction.md).
-SHARED_SETTINGS = ("model", "friction_per_ps")
+#: model, and the same thermostat and coupling (a Langevin friction slows transport, docs/thermostat-friction.md).
+SHARED_SETTINGS = ("model", "thermostat", "friction_per_ps", "collision_frequency_per_ps")
 
 
 def run_settings(folder: str, run: str) -> dict:
@@ -45,8 +46,9 @@ def run_settings(folder: str, run: str) -> dict:
     path = Path(folder) / "runs" / run / "run.json"
     if not path.exists():
         return {}
-    config = json.loads(path.read_text()).get("config", {})
-    return {key: config.get(key) for key in SHARED_SETTINGS}
+    # a record made before a key existed ran with that key's default
+    config = {**SimulationConfig(topology="").to_dict(), **json.loads(path.read_text()).get("config", {})}
+    return {key: config[key] for key in SHARED_SETTINGS}
 
 
 def table(folders: list[str], run: str) -> str:

@@ -149,7 +149,8 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert combined["kinetic_temperature_k"] == [300.0, 304.0]
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
     assert "missing/results.json" in capsys.readouterr().out
-    # replicas run with different thermostat frictions are not one estimate
+    # replicas run with different thermostats or frictions are not one estimate; a record made before the
+    # thermostat key existed ran Langevin
     for i, friction in enumerate((1.0, 0.1)):
         (tmp_path / f"r{i}" / "runs" / "polarff-nacl").mkdir(parents=True)
         record = {"config": {"model": "m.pff", "friction_per_ps": friction}}
@@ -157,6 +158,11 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 2
     out = capsys.readouterr().out
     assert "config.friction_per_ps" in out and "r0: 1.0" in out and "r1: 0.1" in out
+    record = {"config": {"model": "m.pff", "friction_per_ps": 1.0, "thermostat": "nose-hoover"}}
+    (tmp_path / "r1" / "runs" / "polarff-nacl" / "run.json").write_text(json.dumps(record))
+    assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 2
+    out = capsys.readouterr().out
+    assert "config.thermostat" in out and "r0: langevin" in out and "r1: nose-hoover" in out
 
 
 def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
