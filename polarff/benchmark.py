@@ -1098,7 +1098,8 @@ def _report_header(cfg, runs, records, results) -> list[str]:
                      f"{t['n_frames']} | {fmt(t.get('kinetic_temperature_k'), digits=1)} | {ms:.1f} | {cpu:.0f} | "
                      f"{run.threads} |")
     any_run = next(iter(runs.values()))
-    lines += ["", f"Common settings: NVT, {_thermostat_phrase(any_run)} at {any_run.temperature_k} K, time step {any_run.timestep_fs:g} fs, rigid water, "
+    lines += ["", f"Common settings: NVT, {_thermostat_phrase(any_run)} at {any_run.temperature_k} K, "
+              f"time step {any_run.timestep_fs:g} fs, rigid water, "
               f"{any_run.equilibration_ps:g} ps equilibration after a short minimisation (≤ {any_run.minimize_iterations} "
               "iterations) of boxes pre-equilibrated for 5 ps with the fixed-charge baseline, frames every "
               f"{any_run.report_interval_fs:g} fs (unwrapped positions, per-frame charges and total dipoles), "
@@ -1573,7 +1574,8 @@ class Benchmark(Command):
                               water_length_ps=args.water_length_ps, equilibration_ps=args.equilibration_ps,
                               timestep_fs=args.timestep_fs, report_interval_fs=args.report_interval_fs,
                               thermostat=args.thermostat, collision_frequency_per_ps=args.collision_frequency,
-                              friction_per_ps=args.friction, baselines=list(args.baselines), scaled_charge=args.scaled_charge, tnep=args.tnep,
+                              friction_per_ps=args.friction, baselines=list(args.baselines),
+                              scaled_charge=args.scaled_charge, tnep=args.tnep,
                               threads=args.threads, seed=args.seed, n_blocks=args.blocks,
                               minimize_iterations=args.minimize_iterations, fixed_terms=args.fixed_terms,
                               cutoff_nm=args.cutoff, induction_field=args.induction_field, note=args.note)
