@@ -1,16 +1,16 @@
-"""How much the Langevin friction of the thermostat slows diffusion and conduction.
+"""How much the Langevin friction of a thermostat slows diffusion and conduction.
 
-``polarff benchmark`` and ``polarff simulate`` thermostat every atom with OpenMM's
-LangevinMiddleIntegrator. Each atom then feels a friction force −m γ v besides the forces of the model,
-which slows every transport coefficient by an amount that grows with γ. This script measures it with the
-fixed-charge baseline (TIP3P + Joung–Cheatham, ``fixed_charge_baseline``; about 1 ms per step, so a box
-large enough for small error bars is cheap): one pre-equilibrated salt box, the same run at each friction,
-and for each the self-diffusion coefficients in the periodic box (no Yeh–Hummer term: the thermostat changes
+OpenMM's LangevinMiddleIntegrator (the thermostat of ``polarff simulate`` by default, and of
+``polarff benchmark`` before 2026-12-07) puts a friction force −m γ v and a random force on every atom, which
+slows every transport coefficient by an amount that grows with γ. This script measures it with the
+fixed-charge baseline (TIP3P + Joung–Cheatham, ``fixed_charge_baseline``; about 10 ms per step for 512 waters,
+so a box large enough for small error bars is cheap): one pre-equilibrated salt box, the same run at each
+friction and, with ``--nose-hoover``, with a global Nosé–Hoover chain, which leaves the dynamics as in NVE.
+For each run: the self-diffusion coefficients in the periodic box (no Yeh–Hummer term: the thermostat changes
 the effective viscosity too, so the raw periodic values are what is compared) and the Einstein–Helfand
-molar conductivity, each relative to the run with the smallest friction (a thermostat time 1/γ far longer
-than any velocity correlation, i.e. the dynamics of NVE), or to the run at ``--reference``. The mean kinetic
-temperature of each run is printed beside it: a friction too weak to carry off the integrator's energy drift
-lets the run heat up, and water diffuses about 2 % faster per kelvin.
+molar conductivity, each relative to the Nosé–Hoover run (else the smallest friction, or ``--reference``).
+The mean kinetic temperature of each run is printed beside it: a friction too weak to carry off the
+integrator's energy drift lets the run heat up, and water diffuses about 2 % faster per kelvin.
 
 Example (docs/thermostat-friction.md; about 17 minutes per thermostat on one core)::
 
