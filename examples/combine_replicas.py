@@ -18,7 +18,7 @@ from pathlib import Path
 
 from polarff.benchmark import agreement, combine_replicas, fmt
 from polarff.errors import ConfigError, InputError
-from polarff.simulate import SimulationConfig
+from polarff.simulate import recorded_config
 
 
 def read_transport(folder: str, run: str) -> dict:
@@ -46,8 +46,7 @@ def run_settings(folder: str, run: str) -> dict:
     path = Path(folder) / "runs" / run / "run.json"
     if not path.exists():
         return {}
-    # a record made before a key existed ran with that key's default
-    config = {**SimulationConfig(topology="").to_dict(), **json.loads(path.read_text()).get("config", {})}
+    config = recorded_config(json.loads(path.read_text()))
     return {key: config[key] for key in SHARED_SETTINGS}
 
 

@@ -56,20 +56,21 @@ def measure(folder: Path, n_blocks: int) -> dict:
     from polarff.benchmark import analyze_transport
     from polarff.simulate import load_trajectory
 
-    traj = load_trajectory(str(folder))
-    summary, _ = analyze_transport(traj, n_blocks=n_blocks)
+    summary, _ = analyze_transport(load_trajectory(str(folder)), n_blocks=n_blocks)
     result = {s: [summary["diffusion"][s]["pbc"], summary["diffusion"][s]["error"]] for s in SPECIES
               if s in summary["diffusion"]}
     lam = summary["conductivity"]["molar_conductivity_formal"]
     result["Lambda"] = [lam["value"], lam["error"]]
-    result["temperature_k"] = float(np.mean(traj["temperature"]))  # measured (kinetic), not the set value
+    result["temperature_k"] = summary["kinetic_temperature_k"]  # measured, not the set value
     result["box_nm"] = summary["box_nm"]
     result["length_ps"] = summary["length_ps"]
     return result
 
 
 def ratio(value: float, error: float, ref: float, ref_error: float) -> tuple[float, float]:
-    """value / ref with the standard error of independent estimates."""
+    """value / ref with the standard error of independent estimates (NaN for a reference that is not > 0)."""
+    if not ref > 0:
+        return float("nan"), float("nan")
     r = value / ref
     return r, r * float(np.hypot(error / value, ref_error / ref))
 

@@ -525,6 +525,12 @@ def _versions() -> dict:
     return out
 
 
+def recorded_config(record: dict) -> dict:
+    """The settings of a run record (``run.json``), a key the record lacks read as that key's default: it was
+    added to :class:`SimulationConfig` after the run, which therefore used the default."""
+    return {**SimulationConfig(topology="").to_dict(), **record.get("config", {})}
+
+
 def check_resume(out: Path, config: SimulationConfig) -> dict | None:
     """Existing run record (None for a new folder); ConfigError if its settings differ."""
     path = out / RUN_RECORD
@@ -532,8 +538,7 @@ def check_resume(out: Path, config: SimulationConfig) -> dict | None:
         return None
     with open(path) as handle:
         record = json.load(handle)
-    # a key the record lacks was added to the config later: the run used its default
-    old = {**SimulationConfig(topology="").to_dict(), **record.get("config", {})}
+    old = recorded_config(record)
     new = config.to_dict()
     changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
     if changed:

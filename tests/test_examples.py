@@ -431,7 +431,7 @@ def test_thermostat_friction_runs_each_thermostat_and_compares_with_the_referenc
 
     example = load("thermostat_friction")
     args = ["--out", str(tmp_path / "f"), "--waters", "32", "--pairs", "1", "--frictions", "1", "0.1",
-            "--nose-hoover", "1", "--length-ps", "1", "--equilibration-ps", "0.1", "--report-interval-fs", "20",
+            "--nose-hoover", "1", "--length-ps", "2", "--equilibration-ps", "0.2", "--report-interval-fs", "20",
             "--cutoff", "0.45"]
     assert example.main(args) == 0
     out = capsys.readouterr().out
@@ -445,6 +445,7 @@ def test_thermostat_friction_runs_each_thermostat_and_compares_with_the_referenc
     record = json.loads((tmp_path / "f" / "nh1" / "run.json").read_text())["config"]
     assert record["thermostat"] == "nose-hoover" and record["collision_frequency_per_ps"] == 1.0
     assert example.ratio(2.0, 0.2, 4.0, 0.0) == pytest.approx((0.5, 0.05))
+    assert all(np.isnan(example.ratio(2.0, 0.2, 0.0, 0.1)))
     assert example.main(args + ["--reference", "0.1"]) == 0
     captured = capsys.readouterr()
     assert "to the run 'Langevin 0.1'" in captured.out
