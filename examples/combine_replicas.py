@@ -2,8 +2,11 @@
 
 A 2-core machine runs one long benchmark per core; each replica is a separate output folder with its own
 ``results.json``. This script prints one markdown table: every replica's D (Yeh–Hummer corrected) and
-molar conductivity, and their combination (:func:`polarff.benchmark.combine_replicas`: equal weights,
-error √(Σ errorᵢ²)/n), each against experiment with the 15 % verdict of the benchmark report.
+molar conductivity, and their combination (:func:`polarff.benchmark.combine_replicas`: equal weights; the
+error is the larger of the block errors combined, √(Σ errorᵢ²)/n, and the replicas' scatter, s/√n, both
+shown), each against experiment with the 15 % verdict of the benchmark report. The last column is the
+sampling plan the replicas measure: how many replicas of their mean length give an error bar of 10 % of
+experiment, (s / 0.1 x_exp)², from their scatter s (the per-run block errors miss slow fluctuations).
 
 Example (docs/charge-calibration.md)::
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from polarff.benchmark import agreement, combine_replicas, fmt
@@ -50,6 +54,15 @@ def run_settings(folder: str, run: str) -> dict:
     return {key: config[key] for key in SHARED_SETTINGS}
 
 
+def replicas_needed(combined: dict, reference: float | None, n_replicas: int, target: float = 0.10) -> str:
+    """Replicas (of the combined ones' length) whose mean has a standard error of ``target`` × experiment,
+    from the replicas' sample standard deviation; 'n/a' for one replica or no reference."""
+    spread = combined["scatter_error"] * math.sqrt(n_replicas)
+    if not (reference and math.isfinite(spread)):
+        return "n/a"
+    return str(max(1, math.ceil((spread / (target * abs(reference))) ** 2)))
+
+
 def table(folders: list[str], run: str) -> str:
     """Markdown table: one row per quantity, one column per replica, then the combination."""
     transports = [read_transport(f, run) for f in folders]
@@ -62,17 +75,19 @@ def table(folders: list[str], run: str) -> str:
                              found="; ".join(f"{f}: {v}" for f, v in values.items()))
     combined = combine_replicas(transports)
     head = ["quantity", *[f"{Path(f).name} ({t['length_ps']:.0f} ps)" for f, t in zip(folders, transports)],
-            f"combined ({combined['length_ps']:.0f} ps)", "experiment", "verdict"]
+            f"combined ({combined['length_ps']:.0f} ps)", "error: blocks / scatter", "experiment", "verdict",
+            f"{combined['length_ps'] / len(folders):.0f} ps replicas for ± 10 %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     temperatures = [fmt(t, digits=1) for t in combined["kinetic_temperature_k"]]
-    lines.append("| mean kinetic T (K) | " + " | ".join(temperatures) + " | | | |")
+    lines.append("| mean kinetic T (K) | " + " | ".join(temperatures) + " | | | | | |")
     rows = [(f"D({s}) (1e-9 m²/s)", d, d["experiment"]["value"]) for s, d in combined["diffusion"].items()]
     names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges"}
     experiment = combined["conductivity"].get("experiment", {}).get("value")
     rows += [(names[k], combined["conductivity"][k], experiment) for k in names if k in combined["conductivity"]]
     for label, c, reference in rows:
-        cells = [fmt(v, e) for v, e in c["replicas"]] + [fmt(c["value"], c["error"]), fmt(reference),
-                                                          agreement(c["value"], c["error"], reference)]
+        cells = [fmt(v, e) for v, e in c["replicas"]] + [
+            fmt(c["value"], c["error"]), f"{fmt(c['block_error'])} / {fmt(c['scatter_error'])}", fmt(reference),
+            agreement(c["value"], c["error"], reference), replicas_needed(c, reference, len(folders))]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -254,7 +254,11 @@ def combine_replicas(transports: Sequence[dict]) -> dict:
 
     Each replica's estimate counts equally (the runs have the same length; weighting by the block error
     bars, which are themselves uncertain by ~40 % with 5 blocks, would favour the replicas whose errors
-    happen to come out small): value = mean, error = √(Σ errorᵢ²) / n.
+    happen to come out small): value = mean. The error is the larger of two standard errors of that mean:
+    from the replicas' block errors, √(Σ errorᵢ²) / n, and from the replicas' scatter, s / √n (s the
+    sample standard deviation, n ≥ 2). Block errors of a single run miss the slow fluctuations that
+    separate replicas (a contact ion pair that lasts tens of ps; docs/thermostat-friction.md), so the
+    scatter is the honest error where it is the larger.
 
     Parameters
     ----------
@@ -265,9 +269,10 @@ def combine_replicas(transports: Sequence[dict]) -> dict:
     Returns
     -------
     dict
-        ``{"n_replicas", "length_ps" (total), "diffusion": {species: {"replicas", "corrected", "error",
-        "experiment"}}, "conductivity": {"molar_conductivity" | "molar_conductivity_formal": {...},
-        "experiment"}}``; D in 1e-9 m²/s, Λ in S cm² mol⁻¹.
+        ``{"n_replicas", "length_ps" (total), "diffusion": {species: {"replicas", "value", "error",
+        "block_error", "scatter_error", "experiment"}}, "conductivity": {"molar_conductivity" |
+        "molar_conductivity_formal": {...}, "experiment"}}``; D in 1e-9 m²/s, Λ in S cm² mol⁻¹;
+        ``scatter_error`` is NaN for one replica.
 
     Raises
     ------
@@ -288,8 +293,12 @@ def combine_replicas(transports: Sequence[dict]) -> dict:
 
     def combined(pairs: list[tuple[float, float]]) -> dict:
         values, errors = np.array(pairs, dtype=float).T
+        n = len(pairs)
+        block_error = float(np.sqrt(np.sum(errors ** 2)) / n)
+        scatter_error = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         return {"replicas": [[float(v), float(e)] for v, e in pairs], "value": float(values.mean()),
-                "error": float(np.sqrt(np.sum(errors ** 2)) / len(pairs))}
+                "error": max(block_error, scatter_error) if n > 1 else block_error,
+                "block_error": block_error, "scatter_error": scatter_error}
 
     out = {"n_replicas": len(transports), "length_ps": float(sum(t["length_ps"] for t in transports)),
            "kinetic_temperature_k": [t.get("kinetic_temperature_k") for t in transports],

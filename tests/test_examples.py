@@ -133,6 +133,13 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert combined["diffusion"]["H2O"]["error"] == pytest.approx(0.25)  # sqrt(0.09 + 0.16) / 2
     assert combined["conductivity"]["molar_conductivity"]["value"] == pytest.approx(85.0)
     assert combined["conductivity"]["molar_conductivity_formal"]["error"] == pytest.approx(np.sqrt(800) / 2)
+    # replicas that disagree by more than their block errors say: the scatter sets the error bar
+    scattered = combine_replicas([_transport(2.0, 0.05, 80.0), _transport(3.0, 0.05, 80.0)])["diffusion"]["H2O"]
+    assert scattered["block_error"] == pytest.approx(np.sqrt(0.005) / 2)
+    assert scattered["scatter_error"] == pytest.approx(0.5)  # std(2, 3; ddof 1) / sqrt(2)
+    assert scattered["error"] == pytest.approx(0.5)
+    single = combine_replicas([_transport(2.0, 0.3, 80.0)])["diffusion"]["H2O"]
+    assert single["error"] == pytest.approx(0.3) and np.isnan(single["scatter_error"])
     with pytest.raises(ConfigError, match="n_waters"):
         combine_replicas([_transport(2.0, 0.3, 80.0), _transport(2.0, 0.3, 80.0, n_waters=128)])
     with pytest.raises(ConfigError, match="no replicas"):
@@ -144,8 +151,8 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
         (tmp_path / f"r{i}" / "results.json").write_text(json.dumps({"transport": {"polarff-nacl": _transport(d, 0.3, 85.0)}}))
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 0
     out = capsys.readouterr().out
-    assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 2.30 | -4 %: within 15 % |" in out
-    assert "| mean kinetic T (K) | 300.0 | 304.0 |" in out
+    assert "| D(H2O) (1e-9 m²/s) | 2.00 ± 0.30 | 2.40 ± 0.30 | 2.20 ± 0.21 | 0.21 / 0.20 | 2.30 | -4 %: within 15 % | 2 |" in out  # (0.283 / 0.23)²
+    assert "| mean kinetic T (K) | 300.0 | 304.0 |" in out and "100 ps replicas for ± 10 %" in out
     assert combined["kinetic_temperature_k"] == [300.0, 304.0]
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "missing")]) == 2
     assert "missing/results.json" in capsys.readouterr().out
