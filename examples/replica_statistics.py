@@ -5,25 +5,28 @@
 runs can claim, and both are answered here with the fixed-charge baseline (TIP3P + Joung–Cheatham,
 ``fixed_charge_baseline``; under 1 ms per step in that box), which is cheap enough for many replicas:
 
-1. **Are the block errors honest?** Many independent replicas of the small box (each its own box from
+1. **Are the block errors honest?** Many independent replicas of a box (each its own box from
    :func:`polarff.simulate.write_equilibrated_box` and its own velocities), each analysed exactly as the
    benchmark analyses its runs (:func:`polarff.benchmark.analyze_transport`, 5 blocks). The replicas' standard
    deviation is the true error of one run; the mean block error is what one run reports. Their ratio says
    how far a single run's error bar can be trusted, and the standard deviation gives the sampling plan:
    replicas needed for a standard error of 10 % of the mean, (s / 0.1 x̄)².
-2. **Does the small box bias the estimate?** A few replicas of a box eight times larger at the same
-   molality (512 waters, 8 pairs), with the same cutoff, thermostat, time step and analysis. D is compared
-   after the Yeh–Hummer correction with the baseline's own viscosity (TIP3P: 0.321 mPa·s, M. A. González and
-   J. L. F. Abascal, J. Chem. Phys. 132, 096101 (2010)); the Einstein–Helfand Λ has no hydrodynamic finite-size
-   term to first order and is compared as it is.
+2. **Does the box size bias the estimate?** Replicas of larger boxes at the same molality (``--box``), with
+   the same cutoff, thermostat, time step and analysis. D is compared after the Yeh–Hummer correction with
+   the baseline's own viscosity (TIP3P: 0.321 mPa·s, M. A. González and J. L. F. Abascal, J. Chem. Phys. 132,
+   096101 (2010)). For the Einstein–Helfand Λ the table also gives the Nernst–Einstein value from the
+   periodic-box D, Λ_NE(PBC), their ratio, and Λ_EH × Λ_NE(corrected D) / Λ_NE(PBC D): the conductivity with
+   the self-diffusion's Yeh–Hummer factor applied, which is box-size independent if the ion–ion correlations
+   (the ratio Λ_EH / Λ_NE(PBC)) are.
 
 All runs are NVT with OpenMM's NoseHooverIntegrator (collision frequency 1/ps, as ``polarff benchmark``), 2 fs
-steps, rigid water. Every run is resumable and skipped once finished, so a rerun only prints the tables.
+steps, rigid water. Every run is resumable and skipped once finished (its numbers cached in the replica's
+``measured.json``), so a rerun only prints the tables.
 
-Example (docs/replica-statistics.md; about 20 minutes on one core)::
+Example (docs/replica-statistics.md; about 1, 2 and 5 minutes per replica of the three boxes on one core)::
 
-    OMP_NUM_THREADS=1 python examples/replica_statistics.py --out build/replicas --replicas 32 \\
-        --large-replicas 3 --length-ps 100
+    OMP_NUM_THREADS=1 python examples/replica_statistics.py --out build/replicas --box 64 1 32 \
+        --box 192 3 16 --box 512 8 6 --length-ps 100
 """
 
 from __future__ import annotations
@@ -38,11 +41,16 @@ import numpy as np
 
 from polarff.errors import ConfigError
 
-#: Quantities compared: species label of :func:`polarff.benchmark.analyze_transport` (or 'Lambda'), name.
-QUANTITIES = {"H2O": "D(H₂O)", "Na+": "D(Na⁺)", "Cl-": "D(Cl⁻)", "Lambda": "Λ EH (S cm²/mol)"}
+#: Quantities of one replica: key in ``measured.json``, name in the tables.
+QUANTITIES = {"H2O": "D(H₂O)", "Na+": "D(Na⁺)", "Cl-": "D(Cl⁻)", "Lambda": "Λ EH",
+              "Lambda_NE_pbc": "Λ NE (PBC D)", "Lambda_EH_over_NE_pbc": "Λ EH / Λ NE (PBC D)",
+              "Lambda_YH": "Λ EH × NE(corrected D) / NE(PBC D)"}
 
 #: Shear viscosity of TIP3P at 298 K, mPa·s (González and Abascal, J. Chem. Phys. 132, 096101 (2010)).
 TIP3P_VISCOSITY_MPA_S = 0.321
+
+#: Version of the numbers cached in ``measured.json`` (a cache of another version is measured again).
+MEASURED_VERSION = 2
 
 
 def run_config(box_pdb: str, seed: int, args: argparse.Namespace):
@@ -58,36 +66,45 @@ def run_config(box_pdb: str, seed: int, args: argparse.Namespace):
 
 
 def measure(folder: Path, n_blocks: int, viscosity: float) -> dict:
-    """Yeh–Hummer corrected D (1e-9 m²/s) and Einstein–Helfand Λ (S cm²/mol) of one finished run, each as
-    [value, block error], with the run's mean kinetic temperature (K)."""
+    """Numbers of one finished run, each [value, block error] (D in 1e-9 m²/s Yeh–Hummer corrected, Λ in
+    S cm²/mol), with its mean kinetic temperature (K) and box edge (nm)."""
     from polarff.benchmark import analyze_transport
     from polarff.simulate import load_trajectory
 
     summary, _ = analyze_transport(load_trajectory(str(folder)), n_blocks=n_blocks, viscosity=viscosity)
-    result = {s: [summary["diffusion"][s]["corrected"], summary["diffusion"][s]["error"]]
-              for s in QUANTITIES if s in summary["diffusion"]}
-    lam = summary["conductivity"]["molar_conductivity_formal"]
-    result["Lambda"] = [lam["value"], lam["error"]]
-    result["temperature_k"] = summary["kinetic_temperature_k"]
-    result["box_nm"] = summary["box_nm"]
+    diffusion, conductivity = summary["diffusion"], summary["conductivity"]
+    result: dict = {s: [diffusion[s]["corrected"], diffusion[s]["error"]] for s in ("H2O", "Na+", "Cl-")}
+    eh, ne = conductivity["molar_conductivity_formal"], conductivity["molar_conductivity_ne"]
+    result["Lambda"] = [eh["value"], eh["error"]]
+    result["Lambda_NE_pbc"] = [ne["value"], ne["error"]]
+    ratio = eh["value"] / ne["value"]
+    result["Lambda_EH_over_NE_pbc"] = [ratio, abs(ratio) * math.hypot(eh["error"] / eh["value"],
+                                                                      ne["error"] / ne["value"])]
+    ions_pbc = diffusion["Na+"]["pbc"] + diffusion["Cl-"]["pbc"]
+    yh_factor = (diffusion["Na+"]["corrected"] + diffusion["Cl-"]["corrected"]) / ions_pbc
+    result["Lambda_YH"] = [eh["value"] * yh_factor, eh["error"] * yh_factor]
+    result.update(temperature_k=summary["kinetic_temperature_k"], box_nm=summary["box_nm"],
+                  version=MEASURED_VERSION)
     return result
 
 
-def replica(out: Path, name: str, waters: int, pairs: int, seed: int, args: argparse.Namespace) -> dict:
+def replica(out: Path, waters: int, pairs: int, seed: int, args: argparse.Namespace) -> dict:
     """Run (or read) one replica: its own equilibrated box and run, measured; cached in ``measured.json``."""
     from polarff.simulate import RUN_RECORD, TRAJECTORY_NPZ, run_simulation, write_equilibrated_box
 
-    folder = out / f"{name}-s{seed}"
+    folder = out / f"{waters}w{pairs}p-s{seed}"
     cached = folder / "measured.json"
     if cached.exists():
-        return json.loads(cached.read_text())
+        result = json.loads(cached.read_text())
+        if result.get("version") == MEASURED_VERSION:
+            return result
     box = folder / "box.pdb"
     if not box.exists():
         write_equilibrated_box(box, "NaCl", pairs, waters, seed, threads=args.threads)
     run = folder / "run"
     if not ((run / TRAJECTORY_NPZ).exists() and (run / RUN_RECORD).exists()):
-        print(f"[replicas] {name} seed {seed}: {waters} H2O + {pairs} NaCl, {args.length_ps:g} ps",
-              file=sys.stderr, flush=True)
+        print(f"[replicas] {waters} H2O + {pairs} NaCl, seed {seed}: {args.length_ps:g} ps", file=sys.stderr,
+              flush=True)
         run_simulation(run_config(str(box), seed, args), run)
     result = measure(run, args.blocks, args.viscosity)
     tmp = cached.with_suffix(".tmp")
@@ -109,64 +126,84 @@ def statistics(results: list[dict], key: str) -> dict:
             "mean_block_error": float(blocks.mean()), "replicas_for_10_percent": needed}
 
 
-def table(small: list[dict], large: list[dict], args: argparse.Namespace) -> str:
-    """Markdown table: per quantity, the small-box replicas' statistics and the large box's mean."""
-    head = ["quantity", f"small box: mean ± SE (n = {len(small)})", "replica std", "mean block error",
-            "std / block error", f"{args.length_ps:g} ps replicas for ± 10 %",
-            f"large box: mean ± SE (n = {len(large)})", "small / large"]
+def box_label(results: list[dict], waters: int, pairs: int) -> str:
+    return f"{waters} H₂O + {pairs} NaCl ({results[0]['box_nm']:.2f} nm, n = {len(results)})"
+
+
+def means_table(boxes: dict[tuple[int, int], list[dict]]) -> str:
+    """Markdown table: per quantity, mean ± standard error of the replicas of each box, and the ratio of the
+    first box's mean to the last's."""
+    (first, last) = (list(boxes)[0], list(boxes)[-1])
+    head = ["quantity", *[box_label(r, *key) for key, r in boxes.items()]]
+    if len(boxes) > 1:
+        head.append("first / last box")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, name in QUANTITIES.items():
-        s = statistics(small, key)
-        cells = [name, f"{s['mean']:.3f} ± {s['standard_error']:.3f}", f"{s['std']:.3f}",
-                 f"{s['mean_block_error']:.3f}", f"{s['std'] / s['mean_block_error']:.2f}",
-                 str(s["replicas_for_10_percent"])]
-        if large:
-            g = statistics(large, key)
-            error = g["standard_error"] if len(large) > 1 else g["mean_block_error"]
-            r = s["mean"] / g["mean"]
-            r_error = abs(r) * math.hypot(s["standard_error"] / s["mean"], error / g["mean"])
-            cells += [f"{g['mean']:.3f} ± {error:.3f}", f"{r:.3f} ± {r_error:.3f}"]
-        else:
-            cells += ["n/a", "n/a"]
+        stats = {box: statistics(r, key) for box, r in boxes.items()}
+        cells = [name]
+        for box, st in stats.items():
+            error = st["standard_error"] if st["n"] > 1 else st["mean_block_error"]
+            cells.append(f"{st['mean']:.3f} ± {error:.3f}")
+        if len(boxes) > 1:
+            a, b = stats[first], stats[last]
+            r = a["mean"] / b["mean"]
+            r_error = abs(r) * math.hypot(a["standard_error"] / a["mean"], b["standard_error"] / b["mean"])
+            cells.append(f"{r:.3f} ± {r_error:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
-    temperatures = [r["temperature_k"] for r in small]
-    note = (f"\nD in 1e-9 m²/s, Yeh–Hummer corrected with η = {args.viscosity:g} mPa·s; errors of one run from "
-            f"{args.blocks} blocks; SE = std / √n. Small box {small[0]['box_nm']:.3f} nm"
-            + (f", large box {large[0]['box_nm']:.3f} nm" if large else "")
-            + f"; replica mean kinetic temperatures {min(temperatures):.1f}–{max(temperatures):.1f} K.")
-    return "\n".join(lines) + "\n" + note
+    return "\n".join(lines)
+
+
+def honesty_table(boxes: dict[tuple[int, int], list[dict]], length_ps: float) -> str:
+    """Markdown table: per box and quantity, the replicas' standard deviation against the mean block error,
+    and the replicas a 10 % standard error needs."""
+    head = ["box", "quantity", "replica std", "mean block error", "std / block error",
+            f"{length_ps:g} ps replicas for ± 10 %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (waters, pairs), results in boxes.items():
+        if len(results) < 2:
+            continue
+        for key in ("H2O", "Na+", "Cl-", "Lambda"):
+            st = statistics(results, key)
+            lines.append(f"| {waters} H₂O + {pairs} NaCl | {QUANTITIES[key]} | {st['std']:.3f} | "
+                         f"{st['mean_block_error']:.3f} | {st['std'] / st['mean_block_error']:.2f} | "
+                         f"{st['replicas_for_10_percent']} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="build/replicas", help="output folder (one subfolder per replica)")
-    p.add_argument("--replicas", type=int, default=32, help="small-box replicas (default 32)")
-    p.add_argument("--waters", type=int, default=64, help="waters in the small box (default 64)")
-    p.add_argument("--pairs", type=int, default=1, help="NaCl pairs in the small box (default 1)")
-    p.add_argument("--large-replicas", type=int, default=3, help="large-box replicas (default 3; 0 for none)")
-    p.add_argument("--scale", type=int, default=8, help="large box = this many small boxes' contents (default 8)")
+    p.add_argument("--box", type=int, nargs=3, action="append", metavar=("WATERS", "PAIRS", "REPLICAS"),
+                   help="a box and its number of replicas; repeat for several boxes, the first the benchmark's "
+                        "(default: --box 64 1 32 --box 512 8 6)")
     p.add_argument("--length-ps", type=float, default=100.0, help="production per replica (ps)")
     p.add_argument("--report-interval-fs", type=float, default=50.0, help="time between frames (fs)")
     p.add_argument("--cutoff", type=float, default=0.612,
-                   help="nonbonded cutoff (nm) of both boxes (default 0.612, the benchmark's in the small box)")
+                   help="nonbonded cutoff (nm) of every box (default 0.612, the benchmark's in the 64-water box)")
     p.add_argument("--viscosity", type=float, default=TIP3P_VISCOSITY_MPA_S,
                    help="shear viscosity for the Yeh–Hummer correction, mPa·s (default TIP3P's 0.321)")
     p.add_argument("--blocks", type=int, default=5, help="blocks for the error bar of one run")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
-    p.add_argument("--seed", type=int, default=100, help="seed of the first replica (others count up)")
+    p.add_argument("--seed", type=int, default=100, help="seed of the first replica of each box (others count up)")
     args = p.parse_args(argv)
-    if args.replicas < 2:
-        raise ConfigError(f"--replicas: expected at least 2 small-box replicas (found {args.replicas})")
-    if args.large_replicas < 0 or args.scale < 2:
-        raise ConfigError(f"--large-replicas >= 0 and --scale >= 2 expected (found {args.large_replicas}, "
-                          f"{args.scale})")
+    boxes_asked = args.box or [[64, 1, 32], [512, 8, 6]]
+    for waters, pairs, replicas in boxes_asked:
+        if waters < 1 or pairs < 1 or replicas < 1:
+            raise ConfigError(f"--box: expected WATERS, PAIRS and REPLICAS >= 1 (found {waters} {pairs} {replicas})")
+    if boxes_asked[0][2] < 2:
+        raise ConfigError(f"--box: the first box needs at least 2 replicas for a scatter (found {boxes_asked[0][2]})")
     out = Path(args.out)
-    small = [replica(out, "small", args.waters, args.pairs, args.seed + k, args) for k in range(args.replicas)]
-    large = [replica(out, "large", args.scale * args.waters, args.scale * args.pairs, args.seed + k, args)
-             for k in range(args.large_replicas)]
-    print(f"Fixed-charge baseline (TIP3P + Joung–Cheatham), {args.waters} H2O + {args.pairs} NaCl per small box, "
-          f"Nosé–Hoover 1/ps, {args.length_ps:g} ps per replica, cutoff {args.cutoff:g} nm")
-    print(table(small, large, args))
+    boxes = {(w, n_pairs): [replica(out, w, n_pairs, args.seed + k, args) for k in range(n)]
+             for w, n_pairs, n in boxes_asked}
+    temperatures = [r["temperature_k"] for results in boxes.values() for r in results]
+    print(f"Fixed-charge baseline (TIP3P + Joung–Cheatham), Nosé–Hoover 1/ps, {args.length_ps:g} ps per replica, "
+          f"cutoff {args.cutoff:g} nm; D in 1e-9 m²/s, Yeh–Hummer corrected with η = {args.viscosity:g} mPa·s; "
+          f"Λ in S cm²/mol; mean ± standard error of the replicas (one replica: its {args.blocks}-block error); "
+          f"replica mean kinetic temperatures {min(temperatures):.1f}–{max(temperatures):.1f} K.")
+    print()
+    print(means_table(boxes))
+    print()
+    print(honesty_table(boxes, args.length_ps))
     return 0
 
 

@@ -466,26 +466,32 @@ def test_thermostat_friction_runs_each_thermostat_and_compares_with_the_referenc
 
 
 def test_replica_statistics_compares_scatter_with_block_errors_and_box_sizes(tmp_path, capsys):
-    """Tiny real replicas of the fixed-charge baseline (each its own box and seed): one row per quantity with
-    the scatter, the mean block error and the large box; measured once, read back on a rerun; the statistics
-    are those of the replicas' numbers."""
+    """Tiny real replicas of the fixed-charge baseline in two boxes (each replica its own box and seed): one row
+    per quantity with each box's mean, the honesty table of the first box; measured once, read back on a
+    rerun; the statistics are those of the replicas' numbers."""
     from polarff.errors import ConfigError
 
     example = load("replica_statistics")
-    args = ["--out", str(tmp_path / "r"), "--replicas", "2", "--waters", "32", "--large-replicas", "1", "--scale",
-            "2", "--length-ps", "2", "--report-interval-fs", "20", "--cutoff", "0.45"]
+    args = ["--out", str(tmp_path / "r"), "--box", "32", "1", "2", "--box", "64", "2", "1", "--length-ps", "2",
+            "--report-interval-fs", "20", "--cutoff", "0.45"]
     assert example.main(args) == 0
     out = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines() if line.startswith("| D(")
-            or line.startswith("| Λ")}
-    assert set(rows) == set(example.QUANTITIES.values())
-    measured = [json.loads((tmp_path / "r" / f"small-s{s}" / "measured.json").read_text()) for s in (100, 101)]
+    means = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
+             if line.startswith("| D(") or line.startswith("| Λ")}
+    assert set(means) == set(example.QUANTITIES.values())
+    assert all(len(cells) == 3 for cells in means.values())  # two boxes and their ratio
+    measured = [json.loads((tmp_path / "r" / f"32w1p-s{s}" / "measured.json").read_text()) for s in (100, 101)]
     water = [m["H2O"][0] for m in measured]
     assert all(0.5 < d < 15.0 for d in water)  # TIP3P diffuses, fast in 2 ps
-    assert rows["D(H₂O)"][0].strip() == f"{np.mean(water):.3f} ± {np.std(water, ddof=1) / np.sqrt(2):.3f}"
-    large = json.loads((tmp_path / "r" / "large-s100" / "measured.json").read_text())
+    assert means["D(H₂O)"][0].strip() == f"{np.mean(water):.3f} ± {np.std(water, ddof=1) / np.sqrt(2):.3f}"
+    for m in measured:  # the Yeh–Hummer-scaled conductivity: Λ times (ΣD corrected) / (ΣD periodic)
+        assert m["Lambda_YH"][0] > m["Lambda"][0] > 0
+        assert m["Lambda_EH_over_NE_pbc"][0] == pytest.approx(m["Lambda"][0] / m["Lambda_NE_pbc"][0])
+    large = json.loads((tmp_path / "r" / "64w2p-s100" / "measured.json").read_text())
     assert large["box_nm"] == pytest.approx(measured[0]["box_nm"] * 2 ** (1 / 3), rel=0.02)  # twice the contents
-    record = json.loads((tmp_path / "r" / "small-s101" / "run" / "run.json").read_text())["config"]
+    honesty = [line for line in out.splitlines() if line.startswith("| 32 H₂O + 1 NaCl |")]
+    assert len(honesty) == 4 and not any(line.startswith("| 64 H₂O") for line in out.splitlines())  # n = 1: none
+    record = json.loads((tmp_path / "r" / "32w1p-s101" / "run" / "run.json").read_text())["config"]
     assert record["thermostat"] == "nose-hoover" and record["seed"] == 101
     assert example.main(args) == 0
     captured = capsys.readouterr()
@@ -495,5 +501,7 @@ def test_replica_statistics_compares_scatter_with_block_errors_and_box_sizes(tmp
     assert stats["mean"] == pytest.approx(2.0) and stats["std"] == pytest.approx(1.0)
     assert stats["standard_error"] == pytest.approx(1 / np.sqrt(3)) and stats["mean_block_error"] == pytest.approx(0.2)
     assert stats["replicas_for_10_percent"] == 25  # (1 / 0.2)²
-    with pytest.raises(ConfigError, match="at least 2 small-box replicas"):
-        example.main(["--replicas", "1"])
+    with pytest.raises(ConfigError, match="the first box needs at least 2 replicas"):
+        example.main(["--box", "64", "1", "1"])
+    with pytest.raises(ConfigError, match="WATERS, PAIRS and REPLICAS >= 1"):
+        example.main(["--box", "64", "0", "4"])
