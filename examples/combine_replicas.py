@@ -81,7 +81,8 @@ def table(folders: list[str], run: str) -> str:
     temperatures = [fmt(t, digits=1) for t in combined["kinetic_temperature_k"]]
     lines.append("| mean kinetic T (K) | " + " | ".join(temperatures) + " | | | | | |")
     rows = [(f"D({s}) (1e-9 m²/s)", d, d["experiment"]["value"]) for s, d in combined["diffusion"].items()]
-    names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges"}
+    names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges",
+             "molar_conductivity_yh_scaled": "Λ EH × Yeh–Hummer factor (box-size estimate)"}
     experiment = combined["conductivity"].get("experiment", {}).get("value")
     rows += [(names[k], combined["conductivity"][k], experiment) for k in names if k in combined["conductivity"]]
     for label, c, reference in rows:

@@ -66,6 +66,13 @@ def test_transport_analysis_recovers_known_diffusion_and_uncorrelated_conductivi
     assert cond["ne"]["sigma"] == pytest.approx(sigma_true, rel=0.15)
     assert summary["concentration_mol_l"] == pytest.approx(4 / (6.02214076e23 * 1.6 ** 3 * 1e-24), rel=1e-6)
     assert cond["molar_conductivity"]["value"] == pytest.approx(10 * cond["eh"]["sigma"] / summary["concentration_mol_l"])
+    # the box-size estimate: Λ times (ΣD corrected) / (ΣD periodic) of the ions, its error at least Λ's relative one
+    ions = [summary["diffusion"][s] for s in ("Na+", "Cl-")]
+    factor = sum(d["corrected"] for d in ions) / sum(d["pbc"] for d in ions)
+    scaled = cond["molar_conductivity_yh_scaled"]
+    assert scaled["factor"] == pytest.approx(factor) and factor > 1
+    assert scaled["value"] == pytest.approx(cond["molar_conductivity"]["value"] * factor)
+    assert scaled["error"] / scaled["value"] >= cond["molar_conductivity"]["error"] / cond["molar_conductivity"]["value"]
 
 
 def test_molecular_translational_dipole_drops_only_the_bounded_rotational_part():

@@ -112,10 +112,12 @@ def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, t
     assert abs(r["permanent"] - r["induced"]) - 1e-9 <= r["total"] <= r["permanent"] + r["induced"] + 1e-9
 
 
-def _transport(d_water, err, lam, n_waters=64):
+def _transport(d_water, err, lam, n_waters=64, d_ions=(1.0, 1.5)):
     experiment = {"value": 2.3}
+    ions = {s: {"corrected": d + 0.5, "pbc": d, "error": 0.1, "experiment": {"value": d + 0.5}}
+            for s, d in zip(("Na+", "Cl-"), d_ions)}
     return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": 1, "kinetic_temperature_k": 280.0 + 10 * d_water,
-            "diffusion": {"H2O": {"corrected": d_water, "error": err, "experiment": experiment}},
+            "diffusion": {"H2O": {"corrected": d_water, "error": err, "experiment": experiment}, **ions},
             "conductivity": {"molar_conductivity": {"value": lam, "error": 10.0},
                              "molar_conductivity_formal": {"value": lam + 5, "error": 20.0},
                              "experiment": {"molar_conductivity": {"value": 88.0}}}}
@@ -138,6 +140,12 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert scattered["block_error"] == pytest.approx(np.sqrt(0.005) / 2)
     assert scattered["scatter_error"] == pytest.approx(0.5)  # std(2, 3; ddof 1) / sqrt(2)
     assert scattered["error"] == pytest.approx(0.5)
+    # Λ × the Yeh–Hummer factor of the mean ion D: (1.25 + 1.75) / (0.75 + 1.25) here
+    mixed = combine_replicas([_transport(2.0, 0.3, 80.0, d_ions=(0.5, 1.0)), _transport(2.0, 0.3, 90.0)])
+    scaled = mixed["conductivity"]["molar_conductivity_yh_scaled"]
+    assert scaled["factor"] == pytest.approx(3.0 / 2.0) and scaled["value"] == pytest.approx(85.0 * 1.5)
+    assert scaled["replicas"][0][0] == pytest.approx(80.0 * 2.5 / 1.5)  # each replica's own factor
+    assert scaled["scatter_error"] == pytest.approx(mixed["conductivity"]["molar_conductivity"]["scatter_error"] * 1.5)
     single = combine_replicas([_transport(2.0, 0.3, 80.0)])["diffusion"]["H2O"]
     assert single["error"] == pytest.approx(0.3) and np.isnan(single["scatter_error"])
     with pytest.raises(ConfigError, match="n_waters"):
