@@ -82,7 +82,7 @@ def table(folders: list[str], run: str) -> str:
     lines.append("| mean kinetic T (K) | " + " | ".join(temperatures) + " | | | | | |")
     rows = [(f"D({s}) (1e-9 m²/s)", d, d["experiment"]["value"]) for s, d in combined["diffusion"].items()]
     names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges",
-             "molar_conductivity_yh_scaled": "Λ EH × Yeh–Hummer factor (box-size estimate)"}
+             "molar_conductivity_yh_scaled": "Λ EH × Yeh–Hummer factor (upper estimate for a large box)"}
     experiment = combined["conductivity"].get("experiment", {}).get("value")
     rows += [(names[k], combined["conductivity"][k], experiment) for k in names if k in combined["conductivity"]]
     for label, c, reference in rows:

@@ -23,10 +23,10 @@ All runs are NVT with OpenMM's NoseHooverIntegrator (collision frequency 1/ps, a
 steps, rigid water. Every run is resumable and skipped once finished (its numbers cached in the replica's
 ``measured.json``), so a rerun only prints the tables.
 
-Example (docs/replica-statistics.md; about 1, 2 and 5 minutes per replica of the three boxes on one core)::
+Example (docs/replica-statistics.md; about 1 minute per replica of the small box and 3–5 of the large one on
+one core; runs of one box with other ``--seed`` values can go in parallel processes into the same folder)::
 
-    OMP_NUM_THREADS=1 python examples/replica_statistics.py --out build/replicas --box 64 1 32 \
-        --box 192 3 16 --box 512 8 6 --length-ps 100
+    OMP_NUM_THREADS=1 python examples/replica_statistics.py --out build/replicas --box 64 1 32 --box 512 8 36
 """
 
 from __future__ import annotations

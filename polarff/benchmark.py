@@ -191,15 +191,16 @@ def analyze_transport(traj: dict, *, n_blocks: int = 5, viscosity: float | None 
 
 
 def yeh_hummer_scaled(value: float, error: float, diffusion: dict) -> dict:
-    """A small box's Einstein–Helfand Λ scaled by the ions' Yeh–Hummer factor: an estimate of its large-box value.
+    """A small box's Einstein–Helfand Λ scaled by the ions' Yeh–Hummer factor: an upper estimate of its
+    large-box value.
 
     ``Λ × f`` with ``f = (D_corr(Na⁺) + D_corr(Cl⁻)) / (D_PBC(Na⁺) + D_PBC(Cl⁻))``, the factor by which the
-    Yeh–Hummer correction raises the Nernst–Einstein conductivity. In the fixed-charge baseline at 0.87 mol/kg the
-    Einstein–Helfand Λ of the 64-water box (1.25 nm) is about a third below that of a 512-water box (2.50 nm),
-    and ``Λ × f`` agrees between the two boxes (examples/replica_statistics.py, docs/replica-statistics.md): the
-    ion–ion correlations that separate Λ from its Nernst–Einstein value do not depend on the box, the
-    self-diffusion does. This is a measured regularity of that model, not a theorem: the scaled value is an
-    estimate, reported beside the measured one.
+    Yeh–Hummer correction raises the Nernst–Einstein conductivity. If the ion–ion correlations that separate Λ
+    from its Nernst–Einstein value did not depend on the box, ``Λ × f`` would be the large-box Λ. In the
+    fixed-charge baseline at 0.87 mol/kg (examples/replica_statistics.py, docs/replica-statistics.md) the
+    Einstein–Helfand Λ of the 64-water box (1.25 nm) is indeed below that of a 512-water box (2.50 nm), but by
+    less than ``f`` says: ``Λ × f`` of the small box over-shoots the large box's. It is reported beside the
+    measured Λ as an upper estimate, not as a measurement.
 
     Parameters
     ----------
@@ -1453,10 +1454,10 @@ def _report_conductivity(results, rel) -> list[str]:
                      f"{agreement(c['molar_conductivity']['value'], c['molar_conductivity']['error'], exp['value'])} | "
                      f"{fmt(formal_value, formal_error, 1)} | {agreement(formal_value, formal_error, exp['value'])} |")
     lines += ["", "Box size: in the fixed-charge baseline at 0.87 mol/kg the Einstein–Helfand Λ of a 64-water box "
-              "(1.25 nm) is about a third below that of a 512-water box, while Λ EH × f, with f = (D_corr(Na⁺) + "
-              "D_corr(Cl⁻)) / (D_PBC(Na⁺) + D_PBC(Cl⁻)) the ions' Yeh–Hummer factor, is the same in both "
-              "(docs/replica-statistics.md). That scaled value is an estimate of the large-box Λ, not a "
-              "measurement:", ""]
+              "(1.25 nm) is below that of a 512-water box (2.50 nm), by less than the ions' Yeh–Hummer factor "
+              "f = (D_corr(Na⁺) + D_corr(Cl⁻)) / (D_PBC(Na⁺) + D_PBC(Cl⁻)) says (docs/replica-statistics.md). "
+              "For a small box, Λ EH is therefore likely a lower and Λ EH × f an upper estimate of the "
+              "large-box Λ (f from the D columns above, with their viscosity):", ""]
     for name, t in salt.items():
         scaled = t["conductivity"].get("molar_conductivity_yh_scaled")
         if scaled:
