@@ -6,7 +6,7 @@ molar conductivity, and their combination (:func:`polarff.benchmark.combine_repl
 error is the larger of the block errors combined, √(Σ errorᵢ²)/n, and the replicas' scatter, s/√n, both
 shown), each against experiment with the 15 % verdict of the benchmark report. The last column is the
 sampling plan the replicas measure: how many replicas of their mean length give an error bar of 10 % of
-experiment, (s / 0.1 x_exp)², from their scatter s (the per-run block errors miss slow fluctuations).
+experiment, (s / 0.1 x_exp)², from their scatter s (the per-run block errors can miss slow fluctuations).
 
 Example (docs/charge-calibration.md)::
 
