@@ -50,7 +50,7 @@ QUANTITIES = {"H2O": "D(H₂O)", "Na+": "D(Na⁺)", "Cl-": "D(Cl⁻)", "Lambda":
 TIP3P_VISCOSITY_MPA_S = 0.321
 
 #: Version of the numbers cached in ``measured.json`` (a cache of another version is measured again).
-MEASURED_VERSION = 2
+MEASURED_VERSION = 3
 
 
 def run_config(box_pdb: str, seed: int, args: argparse.Namespace):
@@ -68,7 +68,7 @@ def run_config(box_pdb: str, seed: int, args: argparse.Namespace):
 def measure(folder: Path, n_blocks: int, viscosity: float) -> dict:
     """Numbers of one finished run, each [value, block error] (D in 1e-9 m²/s Yeh–Hummer corrected, Λ in
     S cm²/mol), with its mean kinetic temperature (K) and box edge (nm)."""
-    from polarff.benchmark import analyze_transport
+    from polarff.benchmark import analyze_transport, yeh_hummer_scaled
     from polarff.simulate import load_trajectory
 
     summary, _ = analyze_transport(load_trajectory(str(folder)), n_blocks=n_blocks, viscosity=viscosity)
@@ -80,9 +80,8 @@ def measure(folder: Path, n_blocks: int, viscosity: float) -> dict:
     ratio = eh["value"] / ne["value"]
     result["Lambda_EH_over_NE_pbc"] = [ratio, abs(ratio) * math.hypot(eh["error"] / eh["value"],
                                                                       ne["error"] / ne["value"])]
-    ions_pbc = diffusion["Na+"]["pbc"] + diffusion["Cl-"]["pbc"]
-    yh_factor = (diffusion["Na+"]["corrected"] + diffusion["Cl-"]["corrected"]) / ions_pbc
-    result["Lambda_YH"] = [eh["value"] * yh_factor, eh["error"] * yh_factor]
+    scaled = yeh_hummer_scaled(eh["value"], eh["error"], diffusion)
+    result["Lambda_YH"] = [scaled["value"], scaled["error"]]
     result.update(temperature_k=summary["kinetic_temperature_k"], box_nm=summary["box_nm"],
                   version=MEASURED_VERSION)
     return result
