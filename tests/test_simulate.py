@@ -343,6 +343,7 @@ def test_demo_transport_runs_resumes_and_prints_estimates(trained_model, tmp_pat
                              md_budget_s=600, threads=1, equilibration_ps=0.1, n_blocks=3)
     text = capsys.readouterr().out
     assert "SHORT-RUN ESTIMATE" in text and "D(Na+" in text and "Einstein-Helfand" in text
+    assert "Nosé–Hoover 1/ps" in text  # the benchmark's thermostat, not the diffusion-slowing Langevin friction
     assert set(summary["diffusion"]) == {"H2O", "Na+", "Cl-"} and "conductivity" in summary
     again = demo_transport(str(model_path), str(tmp_path), md_ps=0.6, n_waters=16, n_pairs=1, threads=1,
                            equilibration_ps=0.1, n_blocks=3)
