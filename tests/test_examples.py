@@ -513,3 +513,49 @@ def test_replica_statistics_compares_scatter_with_block_errors_and_box_sizes(tmp
         example.main(["--box", "64", "1", "1"])
     with pytest.raises(ConfigError, match="WATERS, PAIRS and REPLICAS >= 1"):
         example.main(["--box", "64", "0", "4"])
+
+
+def _brownian_run(folder: Path, seed: int, symbols: list[str], diffusion_nm2_ps: list[float],
+                  n_frames: int = 4000, dt_ps: float = 0.05, box_nm: float = 1.25) -> None:
+    """A run folder whose merged trajectory is free Brownian motion with set diffusion coefficients."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(size=(n_frames, len(symbols), 3)) * np.sqrt(2 * np.array(diffusion_nm2_ps) * dt_ps)[None, :, None]
+    folder.mkdir(parents=True)
+    np.savez(folder / "trajectory.npz", time=dt_ps * np.arange(1, n_frames + 1), positions=np.cumsum(steps, axis=0),
+             box=np.tile(np.eye(3) * box_nm, (n_frames, 1, 1)), symbols=np.array(symbols), temperature_k=298.15)
+
+
+def test_fit_window_sensitivity_recovers_the_known_conductivity_of_brownian_ions(tmp_path, capsys):
+    """Independent Brownian Na⁺ and Cl⁻: every lag window gives the Nernst–Einstein Λ (exact here), and the
+    paired differences between windows vanish within their error; bad input is refused clearly."""
+    from polarff.errors import ConfigError, InputError
+
+    example = load("fit_window_sensitivity")
+    d_na, d_cl = 1.33e-3, 2.03e-3  # nm²/ps = 1e-9 m²/s × 1e-3
+    runs = []
+    for seed in range(8):
+        run = tmp_path / f"run{seed}"
+        _brownian_run(run, seed, ["Na", "Cl", "O", "H", "H"], [d_na, d_cl, 2.3e-3, 2.3e-3, 2.3e-3])
+        runs.append(str(run))
+    windows = [example.parse_window(w) for w in ("2-10", "1-5", "4-19")]
+    values = np.array([example.formal_conductivities(run, windows, 5) for run in runs])
+    faraday, gas = 96485.33212, 8.314462618
+    expected = faraday ** 2 / (gas * 298.15) * (d_na + d_cl) * 1e-6 * 1e4  # nm²/ps = 1e-6 m²/s; S cm² mol⁻¹
+    rows = example.summarize(values, windows)
+    for row in rows:
+        assert row["mean"] == pytest.approx(expected, rel=0.25)
+    assert rows[0]["difference"] == 0.0
+    for row in rows[1:]:
+        assert abs(row["difference"]) < 3 * row["difference_error"] + 0.02
+    assert rows[1]["relative_scatter"] < rows[2]["relative_scatter"]  # the longer window is the noisier one
+    assert example.main(runs + ["--windows", "2-10", "1-5"]) == 0
+    assert "| 1–5 ps |" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="START-END"):
+        example.parse_window("2to10")
+    with pytest.raises(ConfigError, match="START < END"):
+        example.parse_window("5-2")
+    water = tmp_path / "water"
+    _brownian_run(water, 0, ["O", "H", "H"], [2.3e-3] * 3, n_frames=200)
+    with pytest.raises(InputError, match="no cation or no anion") as info:
+        example.formal_conductivities(str(water), windows[:1], 5)
+    assert str(water) in str(info.value)
