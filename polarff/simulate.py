@@ -911,9 +911,9 @@ def demo_transport(model_path: str, out_dir: str, md_ps: float = 20.0, *, n_wate
     Stages (each skipped when its output exists, so an interrupted demo resumes): write the box
     (``md/box.pdb``) and the exported System (``md/system.xml``); time a few MD steps and choose the
     production length ``min(md_ps, md_budget_s / (s per step))``; run NVT MD (checkpointed; Nosé–Hoover
-    1/ps like ``polarff benchmark``, since a Langevin friction of 1/ps slows D by ~10 %: docs/thermostat-friction.md); print
-    D(H2O), D(Na⁺), D(Cl⁻) with the Yeh–Hummer correction and the Einstein–Helfand and Nernst–Einstein
-    conductivities with block error bars beside the experimental values.
+    1/ps like ``polarff benchmark``, since a Langevin friction of 1/ps slows D by ~10 %:
+    docs/thermostat-friction.md); print D(H2O), D(Na⁺), D(Cl⁻) with the Yeh–Hummer correction and the
+    Einstein–Helfand and Nernst–Einstein conductivities with block error bars beside the experimental values.
 
     Parameters
     ----------
@@ -974,7 +974,8 @@ def demo_transport(model_path: str, out_dir: str, md_ps: float = 20.0, *, n_wate
         print(f"[demo] MD costs {ms:.1f} ms/step here: production {length_ps:g} ps "
               f"(budget {md_budget_s:.0f} s, requested up to {md_ps:g} ps)", flush=True)
     config = SimulationConfig(topology=str(pdb), system=str(system_xml), ensemble="nvt", temperature_k=298.15,
-                              thermostat="nose-hoover", collision_frequency_per_ps=1.0, timestep_fs=2.0, length_ps=length_ps, equilibration_ps=equilibration_ps,
+                              thermostat="nose-hoover", collision_frequency_per_ps=1.0, timestep_fs=2.0,
+                              length_ps=length_ps, equilibration_ps=equilibration_ps,
                               minimize=True, minimize_iterations=20, report_interval_fs=20.0,
                               energy_interval_fs=200.0, checkpoint_interval_ps=1.0, threads=threads, seed=seed,
                               output=str(md / "run"))

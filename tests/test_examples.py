@@ -519,7 +519,8 @@ def _brownian_run(folder: Path, seed: int, symbols: list[str], diffusion_nm2_ps:
                   n_frames: int = 4000, dt_ps: float = 0.05, box_nm: float = 1.25) -> None:
     """A run folder whose merged trajectory is free Brownian motion with set diffusion coefficients."""
     rng = np.random.default_rng(seed)
-    steps = rng.normal(size=(n_frames, len(symbols), 3)) * np.sqrt(2 * np.array(diffusion_nm2_ps) * dt_ps)[None, :, None]
+    step_size = np.sqrt(2 * np.array(diffusion_nm2_ps) * dt_ps)  # nm per Cartesian component
+    steps = rng.normal(size=(n_frames, len(symbols), 3)) * step_size[None, :, None]
     folder.mkdir(parents=True)
     np.savez(folder / "trajectory.npz", time=dt_ps * np.arange(1, n_frames + 1), positions=np.cumsum(steps, axis=0),
              box=np.tile(np.eye(3) * box_nm, (n_frames, 1, 1)), symbols=np.array(symbols), temperature_k=298.15)
