@@ -532,7 +532,7 @@ def test_fit_window_sensitivity_recovers_the_known_conductivity_of_brownian_ions
     from polarff.errors import ConfigError, InputError
 
     example = load("fit_window_sensitivity")
-    d_na, d_cl = 1.33e-3, 2.03e-3  # nm²/ps = 1e-9 m²/s × 1e-3
+    d_na, d_cl = 1.33e-3, 2.03e-3  # nm²/ps, i.e. 1.33 and 2.03 × 1e-9 m²/s
     runs = []
     for seed in range(8):
         run = tmp_path / f"run{seed}"
