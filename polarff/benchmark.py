@@ -299,9 +299,10 @@ def combine_replicas(transports: Sequence[dict]) -> dict:
     happen to come out small): value = mean. The error is the larger of two standard errors of that mean:
     from the replicas' block errors, √(Σ errorᵢ²) / n, and from the replicas' scatter, s / √n (s the
     sample standard deviation, n ≥ 2). Block errors of one run can miss slow fluctuations that separate
-    replicas (a contact ion pair that lasts tens of ps): the fixed-charge baseline's are honest, the polarff
-    model's replicas scatter up to 1.7 times more (docs/replica-statistics.md), so the scatter is taken where
-    it is the larger.
+    replicas (a contact ion pair that lasts tens of ps). Measured, they are honest for the fixed-charge
+    baseline (32 replicas) and for the polarff molecular model (twelve replicas: scatter / block error
+    0.8–1.4; docs/replica-statistics.md), but with few replicas either estimate can come out low, so the
+    larger is taken.
 
     Parameters
     ----------
