@@ -8,9 +8,16 @@ shown), each against experiment with the 15 % verdict of the benchmark report. T
 sampling plan the replicas measure: how many replicas of their mean length give an error bar of 10 % of
 experiment, (s / 0.1 x_exp)², from their scatter s (the per-run block errors can miss slow fluctuations).
 
-Example (docs/charge-calibration.md)::
+With ``--versus FOLDER...`` (replicas of another box at the same composition) a second table compares the
+two sets, quantity by quantity: each set's combined value, and the ratio first / second with its error
+propagated from both, σ_r = r √((σ₁/x₁)² + (σ₂/x₂)²). The diffusion rows come twice, as measured in the
+periodic box (PBC) and Yeh–Hummer corrected: if the correction is right for the model, the corrected ratio
+is 1 and the PBC ratio is not; the Λ rows measure the box effect on the conductivity directly.
+
+Examples (docs/charge-calibration.md, docs/replica-statistics.md)::
 
     python examples/combine_replicas.py build/benchmark-water111 build/benchmark-water111-seed8
+    python examples/combine_replicas.py build/bench-nh-s{7,8,9} --versus build/bench-nh-256-s{7,8}
 """
 
 from __future__ import annotations
@@ -93,13 +100,64 @@ def table(folders: list[str], run: str) -> str:
     return "\n".join(lines)
 
 
+def ratio(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    """first / second of two independent estimates (value, error), with the error propagated from both."""
+    (a, da), (b, db) = first, second
+    r = a / b
+    return r, abs(r) * math.hypot(da / a, db / b)
+
+
+def box_label(transports: list[dict]) -> str:
+    """'64 H₂O + 1 NaCl, 1.25 nm, n = 12': the composition, mean box edge and number of replicas of a set."""
+    first = transports[0]
+    edge = sum(t["box_nm"] for t in transports) / len(transports)
+    return f"{first['n_waters']} H₂O + {first['n_pairs']} NaCl, {edge:.2f} nm, n = {len(transports)}"
+
+
+def comparison(first: list[str], second: list[str], run: str) -> str:
+    """Markdown table: each quantity of two sets of replicas (two boxes) and the ratio first / second."""
+    sets = [[read_transport(f, run) for f in folders] for folders in (first, second)]
+    for key in ("n_waters", "n_pairs"):
+        if sets[0][0][key] == 0 or sets[1][0][key] == 0:
+            raise InputError("a set without water or ions", file=", ".join(first + second), field=f"transport.{run}.{key}",
+                             expected="waters and ion pairs in both sets", found=f"{sets[0][0][key]} and {sets[1][0][key]}")
+    molalities = [s[0]["n_pairs"] / s[0]["n_waters"] for s in sets]
+    if not math.isclose(*molalities, rel_tol=1e-6):
+        raise InputError("the two sets differ in composition", file=f"{first[0]}, {second[0]}",
+                         field=f"transport.{run}.n_pairs / n_waters", expected=f"{molalities[0]:.5f} in both",
+                         found=f"{molalities[1]:.5f}")
+    combined = [combine_replicas(s) for s in sets]
+    rows = []
+    for species in combined[0]["diffusion"]:
+        pbc = [(float(sum(t["diffusion"][species]["pbc"] for t in s) / len(s)), c["diffusion"][species]["error"])
+               for s, c in zip(sets, combined)]
+        corrected = [(c["diffusion"][species]["value"], c["diffusion"][species]["error"]) for c in combined]
+        rows += [(f"D({species}) PBC (1e-9 m²/s)", pbc), (f"D({species}) Yeh–Hummer corrected", corrected)]
+    names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges",
+             "molar_conductivity_yh_scaled": "Λ EH × Yeh–Hummer factor"}
+    rows += [(label, [(c["conductivity"][key]["value"], c["conductivity"][key]["error"]) for c in combined])
+             for key, label in names.items() if all(key in c["conductivity"] for c in combined)]
+    head = ["quantity", box_label(sets[0]), box_label(sets[1]), "first / second"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, (a, b) in rows:
+        lines.append(f"| {label} | {fmt(*a)} | {fmt(*b)} | {fmt(*ratio(a, b), digits=3)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", help="polarff benchmark output folders (each with results.json)")
     parser.add_argument("--run", default="polarff-nacl", help="run to combine (default polarff-nacl)")
+    parser.add_argument("--versus", nargs="+", metavar="FOLDER",
+                        help="replicas of another box at the same composition: also print the ratio table")
     args = parser.parse_args(argv)
     try:
         print(table(args.folders, args.run))
+        if args.versus:
+            print()
+            print(table(args.versus, args.run))
+            print()
+            print(comparison(args.folders, args.versus, args.run))
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}")
         return 2

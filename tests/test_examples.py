@@ -112,12 +112,14 @@ def test_water_dipoles_of_a_run_add_permanent_and_induced_parts(trained_model, t
     assert abs(r["permanent"] - r["induced"]) - 1e-9 <= r["total"] <= r["permanent"] + r["induced"] + 1e-9
 
 
-def _transport(d_water, err, lam, n_waters=64, d_ions=(1.0, 1.5)):
+def _transport(d_water, err, lam, n_waters=64, d_ions=(1.0, 1.5), n_pairs=1, box_nm=1.25):
     experiment = {"value": 2.3}
     ions = {s: {"corrected": d + 0.5, "pbc": d, "error": 0.1, "experiment": {"value": d + 0.5}}
             for s, d in zip(("Na+", "Cl-"), d_ions)}
-    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": 1, "kinetic_temperature_k": 280.0 + 10 * d_water,
-            "diffusion": {"H2O": {"corrected": d_water, "error": err, "experiment": experiment}, **ions},
+    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": n_pairs, "box_nm": box_nm,
+            "kinetic_temperature_k": 280.0 + 10 * d_water,
+            "diffusion": {"H2O": {"corrected": d_water, "pbc": d_water - 0.5, "error": err, "experiment": experiment},
+                          **ions},
             "conductivity": {"molar_conductivity": {"value": lam, "error": 10.0},
                              "molar_conductivity_formal": {"value": lam + 5, "error": 20.0},
                              "experiment": {"molar_conductivity": {"value": 88.0}}}}
@@ -178,6 +180,34 @@ def test_combine_replicas_equal_weights_and_clear_errors(tmp_path, capsys):
     assert example.main([str(tmp_path / "r0"), str(tmp_path / "r1")]) == 2
     out = capsys.readouterr().out
     assert "config.thermostat" in out and "r0: langevin" in out and "r1: nose-hoover" in out
+
+
+def test_combine_replicas_compares_two_boxes_with_propagated_ratio_errors(tmp_path, capsys):
+    """--versus: each set combined on its own, then first / second per quantity with σ_r = r √(Σ (σ/x)²);
+    a second set of another composition is refused with both files and the molalities named."""
+    import json
+
+    example = load("combine_replicas")
+
+    def write(name, transport):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"transport": {"polarff-nacl": transport}}))
+
+    write("small0", _transport(2.0, 0.3, 80.0))
+    write("small1", _transport(2.0, 0.3, 80.0))
+    write("large0", _transport(2.2, 0.2, 100.0, n_waters=256, n_pairs=4, box_nm=1.98, d_ions=(1.2, 1.5)))
+    assert example.main([str(tmp_path / "small0"), str(tmp_path / "small1"), "--versus", str(tmp_path / "large0")]) == 0
+    out = capsys.readouterr().out
+    assert "| quantity | 64 H₂O + 1 NaCl, 1.25 nm, n = 2 | 256 H₂O + 4 NaCl, 1.98 nm, n = 1 | first / second |" in out
+    # Λ: 80 ± 10/√2 against 100 ± 10 → 0.8 × √(0.0884² + 0.1²) = 0.107
+    assert "| Λ EH (S cm²/mol) | 80.00 ± 7.07 | 100.00 ± 10.00 | 0.800 ± 0.107 |" in out
+    # D(Na⁺): PBC 1.0 against 1.2 and corrected 1.5 against 1.7, both with errors 0.1/√2 and 0.1
+    assert "| D(Na+) PBC (1e-9 m²/s) | 1.00 ± 0.07 | 1.20 ± 0.10 | 0.833 ± 0.091 |" in out
+    assert "| D(Na+) Yeh–Hummer corrected | 1.50 ± 0.07 | 1.70 ± 0.10 | 0.882 ± 0.067 |" in out
+    write("other", _transport(2.2, 0.2, 100.0, n_waters=128, n_pairs=1, box_nm=1.57))
+    assert example.main([str(tmp_path / "small0"), "--versus", str(tmp_path / "other")]) == 2
+    out = capsys.readouterr().out
+    assert "differ in composition" in out and "small0" in out and "other" in out and "0.01562" in out and "0.00781" in out
 
 
 def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
