@@ -12,7 +12,9 @@ With ``--versus FOLDER...`` (replicas of another box at the same composition) a 
 two sets, quantity by quantity: each set's combined value, and the ratio first / second with its error
 propagated from both, σ_r = r √((σ₁/x₁)² + (σ₂/x₂)²). The diffusion rows come twice, as measured in the
 periodic box (PBC) and Yeh–Hummer corrected: if the correction is right for the model, the corrected ratio
-is 1 and the PBC ratio is not; the Λ rows measure the box effect on the conductivity directly.
+is 1 and the PBC ratio is not; the Λ rows measure the box effect on the conductivity directly. The last
+columns extrapolate each quantity linearly in 1/L to an infinite box
+(:func:`polarff.analysis.inverse_box_extrapolation`) and give that over the first set's value.
 
 Examples (docs/charge-calibration.md, docs/replica-statistics.md)::
 
@@ -27,6 +29,7 @@ import json
 import math
 from pathlib import Path
 
+from polarff.analysis import inverse_box_extrapolation
 from polarff.benchmark import agreement, combine_replicas, fmt
 from polarff.errors import ConfigError, InputError
 from polarff.simulate import recorded_config
@@ -137,10 +140,17 @@ def comparison(first: list[str], second: list[str], run: str) -> str:
              "molar_conductivity_yh_scaled": "Λ EH × Yeh–Hummer factor"}
     rows += [(label, [(c["conductivity"][key]["value"], c["conductivity"][key]["error"]) for c in combined])
              for key, label in names.items() if all(key in c["conductivity"] for c in combined)]
-    head = ["quantity", box_label(sets[0]), box_label(sets[1]), "first / second"]
+    edges = [sum(t["box_nm"] for t in s) / len(s) for s in sets]
+    head = ["quantity", box_label(sets[0]), box_label(sets[1]), "first / second", "1/L → ∞", "∞ / first"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    same_box = math.isclose(edges[0], edges[1], rel_tol=1e-3)  # two sets of one box: nothing to extrapolate
     for label, (a, b) in rows:
-        lines.append(f"| {label} | {fmt(*a)} | {fmt(*b)} | {fmt(*ratio(a, b), digits=3)} |")
+        extrapolated = ["n/a", "n/a"]
+        if not same_box:
+            infinite, infinite_error, gain, gain_error = inverse_box_extrapolation((*a, edges[0]), (*b, edges[1]))
+            extrapolated = [fmt(infinite, infinite_error), fmt(gain, gain_error, digits=3)]
+        lines.append(f"| {label} | {fmt(*a)} | {fmt(*b)} | {fmt(*ratio(a, b), digits=3)} | "
+                     + " | ".join(extrapolated) + " |")
     return "\n".join(lines)
 
 

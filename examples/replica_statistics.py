@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polarff.analysis import inverse_box_extrapolation
 from polarff.errors import ConfigError
 
 #: Quantities of one replica: key in ``measured.json``, name in the tables.
@@ -130,24 +131,29 @@ def box_label(results: list[dict], waters: int, pairs: int) -> str:
 
 
 def means_table(boxes: dict[tuple[int, int], list[dict]]) -> str:
-    """Markdown table: per quantity, mean ± standard error of the replicas of each box, and the ratio of the
-    first box's mean to the last's."""
+    """Markdown table: per quantity, mean ± standard error of the replicas of each box (one replica: its
+    block error), the ratio of the first box's mean to the last's, and the two extrapolated linearly in 1/L
+    to an infinite box (:func:`polarff.analysis.inverse_box_extrapolation`)."""
     (first, last) = (list(boxes)[0], list(boxes)[-1])
     head = ["quantity", *[box_label(r, *key) for key, r in boxes.items()]]
     if len(boxes) > 1:
-        head.append("first / last box")
+        head += ["first / last box", "1/L → ∞ (first, last)", "∞ / first box"]
+    edges = {box: float(np.mean([r["box_nm"] for r in results])) for box, results in boxes.items()}
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, name in QUANTITIES.items():
-        stats = {box: statistics(r, key) for box, r in boxes.items()}
         cells = [name]
-        for box, st in stats.items():
-            error = st["standard_error"] if st["n"] > 1 else st["mean_block_error"]
-            cells.append(f"{st['mean']:.3f} ± {error:.3f}")
+        estimates = {}
+        for box, results in boxes.items():
+            st = statistics(results, key)
+            estimates[box] = (st["mean"], st["standard_error"] if st["n"] > 1 else st["mean_block_error"])
+            cells.append(f"{estimates[box][0]:.3f} ± {estimates[box][1]:.3f}")
         if len(boxes) > 1:
-            a, b = stats[first], stats[last]
-            r = a["mean"] / b["mean"]
-            r_error = abs(r) * math.hypot(a["standard_error"] / a["mean"], b["standard_error"] / b["mean"])
-            cells.append(f"{r:.3f} ± {r_error:.3f}")
+            (a, a_error), (b, b_error) = estimates[first], estimates[last]
+            r = a / b
+            cells.append(f"{r:.3f} ± {abs(r) * math.hypot(a_error / a, b_error / b):.3f}")
+            infinite, infinite_error, gain, gain_error = inverse_box_extrapolation(
+                (a, a_error, edges[first]), (b, b_error, edges[last]))
+            cells += [f"{infinite:.3f} ± {infinite_error:.3f}", f"{gain:.3f} ± {gain_error:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

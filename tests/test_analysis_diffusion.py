@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from polarff.analysis.diffusion import (diffusion_by_species, diffusion_coefficient,
-                                        mean_squared_displacement, msd_per_atom,
+                                        inverse_box_extrapolation, mean_squared_displacement, msd_per_atom,
                                         yeh_hummer_correction, yeh_hummer_corrected)
 from polarff.analysis.stats import block_average, block_estimate, fit_line
 from polarff.errors import ConfigError, InputError
@@ -89,6 +89,26 @@ def test_yeh_hummer_correction_value_and_scaling():
     assert yeh_hummer_correction(298.15, 3.0, viscosity=0.32) == pytest.approx(0.232065 * 0.89 / 0.32,
                                                                                rel=1e-5)
     assert yeh_hummer_corrected(2.0, 298.15, 3.0) == pytest.approx(2.232065, rel=1e-6)
+
+
+def test_inverse_box_extrapolation_recovers_a_yeh_hummer_law_and_propagates_errors():
+    # periodic-box D of a Yeh–Hummer law at two edges extrapolates to the infinite-box value exactly
+    d_inf = 2.3
+    pbc = [(d_inf - yeh_hummer_correction(298.15, length), 0.05, length) for length in (1.25, 1.98)]
+    value, error, gain, gain_error = inverse_box_extrapolation(*pbc)
+    assert value == pytest.approx(d_inf, rel=1e-12) and gain == pytest.approx(d_inf / pbc[0][0], rel=1e-12)
+    assert error == pytest.approx(np.hypot(1.98 * 0.05, 1.25 * 0.05) / 0.73)
+    # the two boxes of docs/replica-statistics.md: Λ∞ = 2 Λ(2.5 nm) − Λ(1.25 nm), Λ∞ / Λ(1.25 nm) = 2 q − 1
+    value, error, gain, gain_error = inverse_box_extrapolation((105.4, 6.7, 1.25), (131.4, 6.5, 2.5))
+    assert value == pytest.approx(157.4) and error == pytest.approx(np.hypot(2 * 6.5, 6.7))
+    assert gain == pytest.approx(157.4 / 105.4)
+    assert gain_error == pytest.approx(2 * (131.4 / 105.4) * np.hypot(6.7 / 105.4, 6.5 / 131.4))
+    # a quantity with no box effect extrapolates to itself
+    assert inverse_box_extrapolation((2.0, 0.1, 1.0), (2.0, 0.1, 3.0))[::2] == pytest.approx((2.0, 1.0))
+    with pytest.raises(ConfigError, match="two different box edges"):
+        inverse_box_extrapolation((2.0, 0.1, 1.25), (2.1, 0.1, 1.25))
+    with pytest.raises(ConfigError, match="box_length"):
+        inverse_box_extrapolation((2.0, 0.1, -1.0), (2.1, 0.1, 1.25))
 
 
 def test_corrected_value_attached_to_result():

@@ -198,9 +198,11 @@ def test_combine_replicas_compares_two_boxes_with_propagated_ratio_errors(tmp_pa
     write("large0", _transport(2.2, 0.2, 100.0, n_waters=256, n_pairs=4, box_nm=1.98, d_ions=(1.2, 1.5)))
     assert example.main([str(tmp_path / "small0"), str(tmp_path / "small1"), "--versus", str(tmp_path / "large0")]) == 0
     out = capsys.readouterr().out
-    assert "| quantity | 64 H₂O + 1 NaCl, 1.25 nm, n = 2 | 256 H₂O + 4 NaCl, 1.98 nm, n = 1 | first / second |" in out
-    # Λ: 80 ± 10/√2 against 100 ± 10 → 0.8 × √(0.0884² + 0.1²) = 0.107
-    assert "| Λ EH (S cm²/mol) | 80.00 ± 7.07 | 100.00 ± 10.00 | 0.800 ± 0.107 |" in out
+    assert ("| quantity | 64 H₂O + 1 NaCl, 1.25 nm, n = 2 | 256 H₂O + 4 NaCl, 1.98 nm, n = 1 | first / second | "
+            "1/L → ∞ | ∞ / first |") in out
+    # Λ: 80 ± 10/√2 against 100 ± 10 → 0.8 × √(0.0884² + 0.1²) = 0.107; 1/L → ∞: (1.98 × 100 − 1.25 × 80) / 0.73
+    # = 134.25 ± √((1.98 × 10)² + (1.25 × 7.07)²) / 0.73 = 29.70, 1.678 over the first
+    assert "| Λ EH (S cm²/mol) | 80.00 ± 7.07 | 100.00 ± 10.00 | 0.800 ± 0.107 | 134.25 ± 29.70 | 1.678 ±" in out
     # D(Na⁺): PBC 1.0 against 1.2 and corrected 1.5 against 1.7, both with errors 0.1/√2 and 0.1
     assert "| D(Na+) PBC (1e-9 m²/s) | 1.00 ± 0.07 | 1.20 ± 0.10 | 0.833 ± 0.091 |" in out
     assert "| D(Na+) Yeh–Hummer corrected | 1.50 ± 0.07 | 1.70 ± 0.10 | 0.882 ± 0.067 |" in out
@@ -517,7 +519,7 @@ def test_replica_statistics_compares_scatter_with_block_errors_and_box_sizes(tmp
     means = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines()
              if line.startswith("| D(") or line.startswith("| Λ")}
     assert set(means) == set(example.QUANTITIES.values())
-    assert all(len(cells) == 3 for cells in means.values())  # two boxes and their ratio
+    assert all(len(cells) == 5 for cells in means.values())  # two boxes, their ratio, 1/L → ∞ and ∞ / first
     measured = [json.loads((tmp_path / "r" / f"32w1p-s{s}" / "measured.json").read_text()) for s in (100, 101)]
     water = [m["H2O"][0] for m in measured]
     assert all(0.5 < d < 15.0 for d in water)  # TIP3P diffuses, fast in 2 ps

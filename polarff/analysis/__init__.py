@@ -20,7 +20,8 @@ from polarff.analysis.conductivity import (ConductivityEstimate, EinsteinHelfand
                                            molar_conductivity, nernst_einstein, salt_concentration,
                                            translational_dipole)
 from polarff.analysis.diffusion import (DiffusionResult, diffusion_by_species,  # noqa: F401
-                                        diffusion_coefficient, mean_squared_displacement,
+                                        diffusion_coefficient, inverse_box_extrapolation,
+                                        mean_squared_displacement,
                                         msd_by_species, msd_per_atom, remove_center_of_mass_motion,
                                         yeh_hummer_correction, yeh_hummer_corrected)
 from polarff.analysis.spectra import (IRSpectrum, Peak, autocorrelation, find_peaks,  # noqa: F401

@@ -277,6 +277,46 @@ def yeh_hummer_corrected(diffusion: float, temperature: float, box_length: float
     return float(diffusion) + yeh_hummer_correction(temperature, box_length, viscosity)
 
 
+def inverse_box_extrapolation(first: tuple[float, float, float], second: tuple[float, float, float]
+                              ) -> tuple[float, float, float, float]:
+    """A quantity measured in two box sizes, extrapolated linearly in 1/L to an infinite box.
+
+    The hydrodynamic box effect on self-diffusion is linear in 1/L (:func:`yeh_hummer_correction`); where
+    the ratio of the Einstein–Helfand to the Nernst–Einstein conductivity does not depend on the box, the
+    conductivity follows the same law. Unlike the Yeh–Hummer term this needs no viscosity: the slope is
+    measured. Through (L₁, x₁) and (L₂, x₂): ``x∞ = (L₂ x₂ − L₁ x₁) / (L₂ − L₁)`` and
+    ``x∞ / x₁ = (L₂ q − L₁) / (L₂ − L₁)`` with ``q = x₂ / x₁``.
+
+    Parameters
+    ----------
+    first, second : (float, float, float)
+        Value, standard error and box edge (nm) of each box; the two estimates independent, the edges
+        different.
+
+    Returns
+    -------
+    (float, float, float, float)
+        x∞ and its standard error, x∞ / x₁ and its standard error (units of x, then dimensionless).
+
+    Raises
+    ------
+    ConfigError
+        If an edge is not positive, the edges are equal, or x₁ is zero.
+    """
+    (x1, s1, length1), (x2, s2, length2) = first, second
+    require_positive(length1, "box_length", "nm")
+    require_positive(length2, "box_length", "nm")
+    if math.isclose(length1, length2, rel_tol=1e-6) or x1 == 0:
+        raise ConfigError(f"inverse_box_extrapolation: expected two different box edges and a non-zero first "
+                          f"value (found L = {length1:g} and {length2:g} nm, x₁ = {x1:g})")
+    span = length2 - length1
+    value = (length2 * x2 - length1 * x1) / span
+    error = math.hypot(length2 * s2, length1 * s1) / span
+    q = x2 / x1
+    q_error = abs(q) * math.hypot(s1 / x1, s2 / x2) if x2 != 0 else abs(s2 / x1)
+    return value, error, (length2 * q - length1) / span, abs(length2 * q_error / span)
+
+
 def diffusion_coefficient(positions: np.ndarray, times: np.ndarray, *,
                           atoms: Sequence[int] | np.ndarray | None = None,
                           fit_window: tuple[float, float] | None = None, n_blocks: int = 5,
