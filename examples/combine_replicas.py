@@ -7,6 +7,7 @@ error is the larger of the block errors combined, √(Σ errorᵢ²)/n, and the 
 shown), each against experiment with the 15 % verdict of the benchmark report. The last column is the
 sampling plan the replicas measure: how many replicas of their mean length give an error bar of 10 % of
 experiment, (s / 0.1 x_exp)², from their scatter s (the per-run block errors can miss slow fluctuations).
+A replica still running (no ``results.json`` yet) is read from its run folder, frames so far.
 
 With ``--versus FOLDER...`` (replicas of another box at the same composition) a second table compares the
 two sets, quantity by quantity: each set's combined value, and the ratio first / second with its error
@@ -36,8 +37,20 @@ from polarff.simulate import recorded_config
 
 
 def read_transport(folder: str, run: str) -> dict:
-    """``results["transport"][run]`` of one benchmark output folder."""
+    """``results["transport"][run]`` of one benchmark output folder.
+
+    A folder without ``results.json`` whose run is under way (or was stopped) is analysed from its run folder,
+    ``FOLDER/runs/RUN``, frames so far, exactly as ``polarff benchmark`` analyses a finished run
+    (:func:`polarff.benchmark.analyze_transport`, 5 blocks, the default fit window); the table's header shows
+    the length that was read.
+    """
     path = Path(folder) / "results.json"
+    run_folder = Path(folder) / "runs" / run
+    if not path.exists() and run_folder.is_dir():
+        from polarff.benchmark import analyze_transport
+        from polarff.simulate import load_trajectory
+
+        return analyze_transport(load_trajectory(str(run_folder)), n_blocks=5)[0]
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -212,6 +212,37 @@ def test_combine_replicas_compares_two_boxes_with_propagated_ratio_errors(tmp_pa
     assert "differ in composition" in out and "small0" in out and "other" in out and "0.01562" in out and "0.00781" in out
 
 
+def test_combine_replicas_reads_a_run_still_under_way_from_its_frames(tmp_path, capsys):
+    """A replica folder without results.json (its benchmark still running) is analysed from runs/RUN:
+    Brownian ions with set D come back as those D, and the table shows the length read."""
+    example = load("combine_replicas")
+    rng = np.random.default_rng(5)
+    n_pairs, n_waters = 4, 20  # enough atoms that the centre-of-mass removal barely touches the ions
+    symbols = ["Na"] * n_pairs + ["Cl"] * n_pairs + ["O", "H", "H"] * n_waters
+    d_nm2_ps = np.array([1.33e-3] * n_pairs + [2.03e-3] * n_pairs + [2.3e-3] * 3 * n_waters)  # 1.33, 2.03, 2.3 × 1e-9 m²/s
+    n_frames, dt_ps = 4000, 0.025
+    steps = rng.normal(size=(n_frames, len(symbols), 3)) * np.sqrt(2 * d_nm2_ps * dt_ps)[None, :, None]
+    run = tmp_path / "running" / "runs" / "polarff-nacl"
+    run.mkdir(parents=True)
+    np.savez(run / "trajectory.npz", time=dt_ps * np.arange(1, n_frames + 1), positions=np.cumsum(steps, axis=0),
+             box=np.tile(np.eye(3) * 1.25, (n_frames, 1, 1)), symbols=np.array(symbols), temperature_k=298.15,
+             masses=np.array([22.99] * n_pairs + [35.45] * n_pairs + [16.0, 1.008, 1.008] * n_waters),
+             charges=np.tile([1.0] * n_pairs + [-1.0] * n_pairs + [-0.8, 0.4, 0.4] * n_waters, (n_frames, 1)),
+             residue_index=np.concatenate([np.arange(2 * n_pairs), np.repeat(2 * n_pairs + np.arange(n_waters), 3)]),
+             residue_names=np.array(["NA"] * n_pairs + ["CL"] * n_pairs + ["HOH"] * 3 * n_waters))
+    transport = example.read_transport(str(tmp_path / "running"), "polarff-nacl")
+    assert transport["length_ps"] == pytest.approx(100.0, abs=0.1)
+    assert transport["diffusion"]["Na+"]["pbc"] == pytest.approx(1.33, rel=0.3)
+    assert transport["diffusion"]["Cl-"]["pbc"] == pytest.approx(2.03, rel=0.3)
+    assert transport["diffusion"]["H2O"]["pbc"] == pytest.approx(2.3, rel=0.15)  # sixty atoms' walks
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "results.json").write_text(json.dumps({"transport": {"polarff-nacl": {**transport, "length_ps": 50.0}}}))
+    assert example.main([str(finished), str(tmp_path / "running")]) == 0
+    out = capsys.readouterr().out
+    assert "| quantity | finished (50 ps) | running (100 ps) |" in out
+
+
 def test_ion_environment_charge_of_labelled_frames(tmp_path, capsys):
     """Ions whose first-shell waters (one across the periodic boundary) carry the rest of ±1 give ±1 at every
     radius; a missing charge field is named."""
