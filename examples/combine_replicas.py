@@ -15,7 +15,9 @@ propagated from both, σ_r = r √((σ₁/x₁)² + (σ₂/x₂)²). The diffusi
 periodic box (PBC) and Yeh–Hummer corrected: if the correction is right for the model, the corrected ratio
 is 1 and the PBC ratio is not; the Λ rows measure the box effect on the conductivity directly. The last
 columns extrapolate each quantity linearly in 1/L to an infinite box
-(:func:`polarff.analysis.inverse_box_extrapolation`) and give that over the first set's value.
+(:func:`polarff.analysis.inverse_box_extrapolation`) and give that over the first set's value; a last line
+gives the model's viscosity from the box dependence of its water's D
+(:func:`polarff.analysis.viscosity_from_box_dependence`).
 
 Examples (docs/charge-calibration.md, docs/replica-statistics.md)::
 
@@ -30,7 +32,7 @@ import json
 import math
 from pathlib import Path
 
-from polarff.analysis import inverse_box_extrapolation
+from polarff.analysis import inverse_box_extrapolation, viscosity_from_box_dependence
 from polarff.benchmark import agreement, combine_replicas, fmt
 from polarff.errors import ConfigError, InputError
 from polarff.simulate import recorded_config
@@ -164,7 +166,25 @@ def comparison(first: list[str], second: list[str], run: str) -> str:
             extrapolated = [fmt(infinite, infinite_error), fmt(gain, gain_error, digits=3)]
         lines.append(f"| {label} | {fmt(*a)} | {fmt(*b)} | {fmt(*ratio(a, b), digits=3)} | "
                      + " | ".join(extrapolated) + " |")
+    if not same_box and "H2O" in combined[0]["diffusion"]:
+        lines += ["", water_viscosity_line(sets, rows[0][1], edges)]
     return "\n".join(lines)
+
+
+def water_viscosity_line(sets: list[list[dict]], water_pbc: list[tuple[float, float]], edges: list[float]) -> str:
+    """The model's viscosity from the box dependence of its water's periodic-box D
+    (:func:`polarff.analysis.viscosity_from_box_dependence`), beside the one the Yeh–Hummer column used."""
+    temperature = sum(t["temperature_k"] for s in sets for t in s) / sum(len(s) for s in sets)
+    used = sets[0][0].get("viscosity_mpa_s")
+    (d1, s1), (d2, s2) = water_pbc
+    slope, slope_error = d2 - d1, math.hypot(s1, s2)
+    head = (f"Viscosity from the box dependence of D(H₂O) (PBC), Yeh and Hummer's route: D₂ − D₁ = "
+            f"{fmt(slope, slope_error)} ({slope / slope_error:.1f} σ)")
+    try:
+        eta, eta_error = viscosity_from_box_dependence((d1, s1, edges[0]), (d2, s2, edges[1]), temperature)
+    except ConfigError as exc:
+        return f"{head}: not resolved ({exc})."
+    return f"{head}, η = {fmt(eta, eta_error)} mPa·s (the Yeh–Hummer corrections above use {used} mPa·s)."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import pytest
 
 from polarff.analysis.diffusion import (diffusion_by_species, diffusion_coefficient,
                                         inverse_box_extrapolation, mean_squared_displacement, msd_per_atom,
+                                        viscosity_from_box_dependence,
                                         yeh_hummer_correction, yeh_hummer_corrected)
 from polarff.analysis.stats import block_average, block_estimate, fit_line
 from polarff.errors import ConfigError, InputError
@@ -109,6 +110,21 @@ def test_inverse_box_extrapolation_recovers_a_yeh_hummer_law_and_propagates_erro
         inverse_box_extrapolation((2.0, 0.1, 1.25), (2.1, 0.1, 1.25))
     with pytest.raises(ConfigError, match="box_length"):
         inverse_box_extrapolation((2.0, 0.1, -1.0), (2.1, 0.1, 1.25))
+
+
+def test_viscosity_from_box_dependence_inverts_the_yeh_hummer_law():
+    # D_pbc of a model with η = 0.5 mPa·s in two boxes gives back η, in either order of the boxes
+    d_inf, eta = 2.3, 0.5
+    boxes = [(d_inf - yeh_hummer_correction(298.15, length, viscosity=eta), 0.03, length) for length in (1.25, 1.98)]
+    for pair in (boxes, boxes[::-1]):
+        value, error = viscosity_from_box_dependence(*pair, temperature=298.15)
+        assert value == pytest.approx(eta, rel=1e-12)
+        slope = boxes[1][0] - boxes[0][0]
+        assert error == pytest.approx(eta * np.hypot(0.03, 0.03) / slope)
+    with pytest.raises(ConfigError, match="larger D in the larger box"):
+        viscosity_from_box_dependence((2.0, 0.1, 1.25), (1.9, 0.1, 2.5), temperature=298.15)
+    with pytest.raises(ConfigError, match="two different box edges"):
+        viscosity_from_box_dependence((2.0, 0.1, 1.25), (2.1, 0.1, 1.25), temperature=298.15)
 
 
 def test_corrected_value_attached_to_result():

@@ -116,7 +116,8 @@ def _transport(d_water, err, lam, n_waters=64, d_ions=(1.0, 1.5), n_pairs=1, box
     experiment = {"value": 2.3}
     ions = {s: {"corrected": d + 0.5, "pbc": d, "error": 0.1, "experiment": {"value": d + 0.5}}
             for s, d in zip(("Na+", "Cl-"), d_ions)}
-    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": n_pairs, "box_nm": box_nm,
+    return {"length_ps": 100.0, "n_waters": n_waters, "n_pairs": n_pairs, "box_nm": box_nm, "temperature_k": 298.15,
+            "viscosity_mpa_s": 0.89,
             "kinetic_temperature_k": 280.0 + 10 * d_water,
             "diffusion": {"H2O": {"corrected": d_water, "pbc": d_water - 0.5, "error": err, "experiment": experiment},
                           **ions},
@@ -206,6 +207,12 @@ def test_combine_replicas_compares_two_boxes_with_propagated_ratio_errors(tmp_pa
     # D(Na⁺): PBC 1.0 against 1.2 and corrected 1.5 against 1.7, both with errors 0.1/√2 and 0.1
     assert "| D(Na+) PBC (1e-9 m²/s) | 1.00 ± 0.07 | 1.20 ± 0.10 | 0.833 ± 0.091 |" in out
     assert "| D(Na+) Yeh–Hummer corrected | 1.50 ± 0.07 | 1.70 ± 0.10 | 0.882 ± 0.067 |" in out
+    # water PBC D 1.50 → 1.70: η = 0.89 × (YH(1.25) − YH(1.98)) / 0.20 at 298.15 K
+    from polarff.analysis import yeh_hummer_correction
+
+    eta = 0.89 * (yeh_hummer_correction(298.15, 1.25) - yeh_hummer_correction(298.15, 1.98)) / 0.2
+    assert (f"D₂ − D₁ = 0.20 ± 0.29 (0.7 σ), η = {eta:.2f} ± {eta * np.hypot(0.3 / np.sqrt(2), 0.2) / 0.2:.2f} "
+            "mPa·s (the Yeh–Hummer corrections above use 0.89 mPa·s)") in out
     write("other", _transport(2.2, 0.2, 100.0, n_waters=128, n_pairs=1, box_nm=1.57))
     assert example.main([str(tmp_path / "small0"), "--versus", str(tmp_path / "other")]) == 2
     out = capsys.readouterr().out

@@ -23,7 +23,8 @@ from polarff.analysis.diffusion import (DiffusionResult, diffusion_by_species,  
                                         diffusion_coefficient, inverse_box_extrapolation,
                                         mean_squared_displacement,
                                         msd_by_species, msd_per_atom, remove_center_of_mass_motion,
-                                        yeh_hummer_correction, yeh_hummer_corrected)
+                                        viscosity_from_box_dependence, yeh_hummer_correction,
+                                        yeh_hummer_corrected)
 from polarff.analysis.spectra import (IRSpectrum, Peak, autocorrelation, find_peaks,  # noqa: F401
                                       ir_spectrum, quantum_correction_factor)
 from polarff.analysis.stats import BlockEstimate, block_average, block_estimate, fit_line  # noqa: F401

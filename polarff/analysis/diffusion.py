@@ -317,6 +317,46 @@ def inverse_box_extrapolation(first: tuple[float, float, float], second: tuple[f
     return value, error, (length2 * q - length1) / span, abs(length2 * q_error / span)
 
 
+def viscosity_from_box_dependence(first: tuple[float, float, float], second: tuple[float, float, float],
+                                  temperature: float) -> tuple[float, float]:
+    """Shear viscosity from a periodic-box self-diffusion coefficient measured in two box sizes.
+
+    Inverts the Yeh–Hummer law ``D_pbc(L) = D∞ − k_B T ξ / (6 π η L)`` (Yeh and Hummer, J. Phys. Chem. B 108,
+    15873 (2004), who proposed this route to η): ``η = k_B T ξ (1/L₁ − 1/L₂) / (6 π (D₂ − D₁))``.
+
+    Parameters
+    ----------
+    first, second : (float, float, float)
+        Periodic-box D (1e-9 m²/s), its standard error (1e-9 m²/s) and the box edge (nm) of each box.
+    temperature : float
+        Temperature, K.
+
+    Returns
+    -------
+    (float, float)
+        η and its standard error, mPa·s (propagated from the two D; the slope must exceed its error for
+        the value to mean anything, which the caller should check: D₂ − D₁ against √(σ₁² + σ₂²)).
+
+    Raises
+    ------
+    ConfigError
+        If the edges are equal or not positive, or the D of the larger box is not the larger.
+    """
+    (d1, s1, length1), (d2, s2, length2) = sorted([first, second], key=lambda x: x[2])
+    require_positive(length1, "box_length", "nm")
+    if math.isclose(length1, length2, rel_tol=1e-6):
+        raise ConfigError(f"viscosity_from_box_dependence: expected two different box edges (found {length1:g} nm twice)")
+    slope = d2 - d1
+    if slope <= 0:
+        raise ConfigError(f"viscosity_from_box_dependence: expected a larger D in the larger box (found {d1:g} at "
+                          f"{length1:g} nm and {d2:g} at {length2:g} nm); the box dependence is not resolved")
+    # yeh_hummer_correction(T, L) is k_B T ξ / (6 π η₀ L) for η₀ = WATER_VISCOSITY_MPA_S
+    predicted = (yeh_hummer_correction(temperature, length1, WATER_VISCOSITY_MPA_S)
+                 - yeh_hummer_correction(temperature, length2, WATER_VISCOSITY_MPA_S))
+    viscosity = WATER_VISCOSITY_MPA_S * predicted / slope
+    return viscosity, viscosity * math.hypot(s1, s2) / slope
+
+
 def diffusion_coefficient(positions: np.ndarray, times: np.ndarray, *,
                           atoms: Sequence[int] | np.ndarray | None = None,
                           fit_window: tuple[float, float] | None = None, n_blocks: int = 5,
