@@ -42,17 +42,27 @@ def read_transport(folder: str, run: str) -> dict:
     """``results["transport"][run]`` of one benchmark output folder.
 
     A folder without ``results.json`` whose run is under way (or was stopped) is analysed from its run folder,
-    ``FOLDER/runs/RUN``, frames so far, exactly as ``polarff benchmark`` analyses a finished run
-    (:func:`polarff.benchmark.analyze_transport`, 5 blocks, the default fit window); the table's header shows
-    the length that was read.
+    ``FOLDER/runs/RUN``, frames so far, as ``polarff benchmark`` analyses a finished run
+    (:func:`polarff.benchmark.analyze_transport`, 5 blocks), with the lag window the finished run will get
+    (10–50 % of a fifth of the planned ``length_ps`` in ``run.json``) once the frames so far reach it, else the
+    default of the frames so far; the table's header shows the length that was read.
     """
     path = Path(folder) / "results.json"
     run_folder = Path(folder) / "runs" / run
     if not path.exists() and run_folder.is_dir():
+        from polarff.analysis.diffusion import DEFAULT_FIT_FRACTIONS
         from polarff.benchmark import analyze_transport
-        from polarff.simulate import load_trajectory
+        from polarff.simulate import RUN_RECORD, load_trajectory
 
-        return analyze_transport(load_trajectory(str(run_folder)), n_blocks=5)[0]
+        traj = load_trajectory(str(run_folder))
+        window = None
+        if (run_folder / RUN_RECORD).exists():
+            planned_block = float(recorded_config(json.loads((run_folder / RUN_RECORD).read_text()))["length_ps"]) / 5
+            times = traj["time"]
+            longest_lag = (len(times) // 5 - 1) * float(times[1] - times[0])
+            if DEFAULT_FIT_FRACTIONS[1] * planned_block <= longest_lag:
+                window = tuple(f * planned_block for f in DEFAULT_FIT_FRACTIONS)
+        return analyze_transport(traj, n_blocks=5, fit_window=window)[0]
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -242,6 +242,15 @@ def test_combine_replicas_reads_a_run_still_under_way_from_its_frames(tmp_path, 
     assert transport["diffusion"]["Na+"]["pbc"] == pytest.approx(1.33, rel=0.3)
     assert transport["diffusion"]["Cl-"]["pbc"] == pytest.approx(2.03, rel=0.3)
     assert transport["diffusion"]["H2O"]["pbc"] == pytest.approx(2.3, rel=0.15)  # sixty atoms' walks
+    assert transport["diffusion"]["Na+"]["fit_window_ps"] == pytest.approx([2.0, 9.975], abs=0.01)  # 10–50 % of its 20 ps blocks
+    # a run planned for 150 ps gets the lag window its finished analysis will use: 10–50 % of 30 ps
+    (run / "run.json").write_text(json.dumps({"config": {"length_ps": 150.0}}))
+    planned = example.read_transport(str(tmp_path / "running"), "polarff-nacl")
+    assert planned["diffusion"]["Na+"]["fit_window_ps"] == pytest.approx([3.0, 15.0], abs=0.03)
+    (run / "run.json").write_text(json.dumps({"config": {"length_ps": 500.0}}))  # 10–50 ps: beyond its blocks so far
+    assert example.read_transport(str(tmp_path / "running"), "polarff-nacl")["diffusion"]["Na+"]["fit_window_ps"] == \
+        pytest.approx([2.0, 9.975], abs=0.01)
+    (run / "run.json").unlink()  # the finished replica below has no run record to compare settings with
     finished = tmp_path / "finished"
     finished.mkdir()
     (finished / "results.json").write_text(json.dumps({"transport": {"polarff-nacl": {**transport, "length_ps": 50.0}}}))
