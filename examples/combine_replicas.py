@@ -98,9 +98,10 @@ def replicas_needed(combined: dict, reference: float | None, n_replicas: int, ta
     return str(max(1, math.ceil((spread / (target * abs(reference))) ** 2)))
 
 
-def table(folders: list[str], run: str) -> str:
+def table(folders: list[str], run: str, transports: list[dict] | None = None) -> str:
     """Markdown table: one row per quantity, one column per replica, then the combination."""
-    transports = [read_transport(f, run) for f in folders]
+    if transports is None:
+        transports = [read_transport(f, run) for f in folders]
     settings = {f: run_settings(f, run) for f in folders}
     for key in SHARED_SETTINGS:
         values = {f: s.get(key) for f, s in settings.items()}
@@ -142,9 +143,10 @@ def box_label(transports: list[dict]) -> str:
     return f"{first['n_waters']} H₂O + {first['n_pairs']} NaCl, {edge:.2f} nm, n = {len(transports)}"
 
 
-def comparison(first: list[str], second: list[str], run: str) -> str:
+def comparison(first: list[str], second: list[str], run: str, sets: list[list[dict]] | None = None) -> str:
     """Markdown table: each quantity of two sets of replicas (two boxes) and the ratio first / second."""
-    sets = [[read_transport(f, run) for f in folders] for folders in (first, second)]
+    if sets is None:
+        sets = [[read_transport(f, run) for f in folders] for folders in (first, second)]
     for key in ("n_waters", "n_pairs"):
         if sets[0][0][key] == 0 or sets[1][0][key] == 0:
             raise InputError("a set without water or ions", file=", ".join(first + second), field=f"transport.{run}.{key}",
@@ -190,11 +192,16 @@ def water_viscosity_line(sets: list[list[dict]], water_pbc: list[tuple[float, fl
     slope, slope_error = d2 - d1, math.hypot(s1, s2)
     head = (f"Viscosity from the box dependence of D(H₂O) (PBC), Yeh and Hummer's route: D₂ − D₁ = "
             f"{fmt(slope, slope_error)} ({slope / slope_error:.1f} σ)")
-    try:
+    used_note = f"the Yeh–Hummer corrections above use {used} mPa·s"
+    if slope >= 2 * slope_error:
         eta, eta_error = viscosity_from_box_dependence((d1, s1, edges[0]), (d2, s2, edges[1]), temperature)
-    except ConfigError as exc:
-        return f"{head}: not resolved ({exc})."
-    return f"{head}, η = {fmt(eta, eta_error)} mPa·s (the Yeh–Hummer corrections above use {used} mPa·s)."
+        return f"{head}, η = {fmt(eta, eta_error)} mPa·s ({used_note})."
+    if slope + 2 * slope_error <= 0:
+        return f"{head}: not resolved, the larger box's water is not faster ({used_note})."
+    # the slope is below 2σ: its 2σ upper end bounds η from below
+    bound, _ = viscosity_from_box_dependence((d1, s1, edges[0]), (d1 + slope + 2 * slope_error, s2, edges[1]),
+                                             temperature)
+    return f"{head}: not resolved; η > {bound:.2f} mPa·s at 2σ ({used_note})."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="replicas of another box at the same composition: also print the ratio table")
     args = parser.parse_args(argv)
     try:
-        print(table(args.folders, args.run))
+        # each folder is read once, so that the tables of a run still under way show the same frames
+        first = [read_transport(f, args.run) for f in args.folders]
+        print(table(args.folders, args.run, first))
         if args.versus:
+            second = [read_transport(f, args.run) for f in args.versus]
             print()
-            print(table(args.versus, args.run))
+            print(table(args.versus, args.run, second))
             print()
-            print(comparison(args.folders, args.versus, args.run))
+            print(comparison(args.folders, args.versus, args.run, [first, second]))
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}")
         return 2
