@@ -98,10 +98,8 @@ def replicas_needed(combined: dict, reference: float | None, n_replicas: int, ta
     return str(max(1, math.ceil((spread / (target * abs(reference))) ** 2)))
 
 
-def table(folders: list[str], run: str, transports: list[dict] | None = None) -> str:
+def table(folders: list[str], run: str, transports: list[dict]) -> str:
     """Markdown table: one row per quantity, one column per replica, then the combination."""
-    if transports is None:
-        transports = [read_transport(f, run) for f in folders]
     settings = {f: run_settings(f, run) for f in folders}
     for key in SHARED_SETTINGS:
         values = {f: s.get(key) for f, s in settings.items()}
@@ -143,10 +141,9 @@ def box_label(transports: list[dict]) -> str:
     return f"{first['n_waters']} H₂O + {first['n_pairs']} NaCl, {edge:.2f} nm, n = {len(transports)}"
 
 
-def comparison(first: list[str], second: list[str], run: str, sets: list[list[dict]] | None = None) -> str:
-    """Markdown table: each quantity of two sets of replicas (two boxes) and the ratio first / second."""
-    if sets is None:
-        sets = [[read_transport(f, run) for f in folders] for folders in (first, second)]
+def comparison(first: list[str], second: list[str], run: str, sets: list[list[dict]]) -> str:
+    """Markdown table: each quantity of two sets of replicas (two boxes, ``sets`` read from the folders
+    ``first`` and ``second``) and the ratio first / second."""
     for key in ("n_waters", "n_pairs"):
         if sets[0][0][key] == 0 or sets[1][0][key] == 0:
             raise InputError("a set without water or ions", file=", ".join(first + second), field=f"transport.{run}.{key}",
@@ -157,11 +154,12 @@ def comparison(first: list[str], second: list[str], run: str, sets: list[list[di
                          field=f"transport.{run}.n_pairs / n_waters", expected=f"{molalities[0]:.5f} in both",
                          found=f"{molalities[1]:.5f}")
     combined = [combine_replicas(s) for s in sets]
-    rows = []
+    rows, pbc_by_species = [], {}
     for species in combined[0]["diffusion"]:
         pbc = [(float(sum(t["diffusion"][species]["pbc"] for t in s) / len(s)), c["diffusion"][species]["error"])
                for s, c in zip(sets, combined)]
         corrected = [(c["diffusion"][species]["value"], c["diffusion"][species]["error"]) for c in combined]
+        pbc_by_species[species] = pbc
         rows += [(f"D({species}) PBC (1e-9 m²/s)", pbc), (f"D({species}) Yeh–Hummer corrected", corrected)]
     names = {"molar_conductivity": "Λ EH (S cm²/mol)", "molar_conductivity_formal": "Λ EH, formal charges",
              "molar_conductivity_yh_scaled": "Λ EH × Yeh–Hummer factor"}
@@ -178,8 +176,8 @@ def comparison(first: list[str], second: list[str], run: str, sets: list[list[di
             extrapolated = [fmt(infinite, infinite_error), fmt(gain, gain_error, digits=3)]
         lines.append(f"| {label} | {fmt(*a)} | {fmt(*b)} | {fmt(*ratio(a, b), digits=3)} | "
                      + " | ".join(extrapolated) + " |")
-    if not same_box and "H2O" in combined[0]["diffusion"]:
-        lines += ["", water_viscosity_line(sets, rows[0][1], edges)]
+    if not same_box and "H2O" in pbc_by_species:
+        lines += ["", water_viscosity_line(sets, pbc_by_species["H2O"], edges)]
     return "\n".join(lines)
 
 
