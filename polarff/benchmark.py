@@ -881,10 +881,13 @@ def ion_structure(traj: dict) -> dict:
         image), ``displacement_nm`` (mean |r(end) − r(start)| of the unwrapped ions), ``environment_charge_e``
         (net charge of the first ion of the species with the molecules within its first shell and within
         :data:`ENVIRONMENT_RADIUS_NM`: ``radii_nm`` and ``charge`` = [(mean, error)] from
-        :func:`polarff.analysis.structure.ion_environment_charge`), and for NaCl ``na_cl_distance_nm``
-        (mean, min) of the first Na–Cl pair.
+        :func:`polarff.analysis.structure.ion_environment_charge`); ``pairing``: per ion pair type with
+        partners ("Na-Na", "Cl-Cl", "Na-Cl") the nearest-partner statistics of
+        :func:`polarff.analysis.structure.ion_pairing` at the contact distances of
+        :data:`polarff.analysis.structure.ION_CONTACT_NM`; and for NaCl ``na_cl_distance_nm`` (mean, min) of the
+        first Na–Cl pair.
     """
-    from polarff.analysis.structure import coordination_number, ion_environment_charge
+    from polarff.analysis.structure import ION_CONTACT_NM, coordination_number, ion_environment_charge, ion_pairing
 
     symbols = np.asarray(traj["symbols"]).astype(str)
     residues = np.asarray(traj["residue_names"]).astype(str)
@@ -908,6 +911,13 @@ def ion_structure(traj: dict) -> dict:
                                             int(ions[0]), radii)
             out[species]["environment_charge_e"] = {"radii_nm": radii, "charge": charge}
     na, cl = np.flatnonzero(symbols == "Na"), np.flatnonzero(symbols == "Cl")
+    pairing = {}
+    for (first, second), contact in ION_CONTACT_NM.items():
+        centres, partners = np.flatnonzero(symbols == first), np.flatnonzero(symbols == second)
+        if len(centres) and len(partners) > (1 if first == second else 0):
+            pairing[f"{first}-{second}"] = ion_pairing(pos, box, centres, partners, contact)
+    if pairing:
+        out["pairing"] = pairing
     if len(na) and len(cl):
         d = pos[:, cl[0]] - pos[:, na[0]]
         d -= edges[:, 0, 0] * np.round(d / edges[:, 0, 0])
@@ -1383,6 +1393,7 @@ def _report_diffusion(results) -> list[str]:
                      f"{fmt(na.get('displacement_nm'), None, 3)} | {fmt(cl.get('displacement_nm'), None, 3)} | "
                      f"{fmt(pair.get('mean'), None, 3)} / {fmt(pair.get('min'), None, 3)} |")
     lines += _environment_charge_table(results.get("ions", {}))
+    lines += _ion_pairing_table(results.get("ions", {}))
     from polarff.analysis.structure import EXPERIMENT_PEAK_A
 
     lines += ["", "First peak of g(r), position in Å (height) — structure the Lennard-Jones radii of the polarff "
@@ -1400,6 +1411,55 @@ def _report_diffusion(results) -> list[str]:
                  for label, d in t["diffusion"].items()]
         lines.append(f"- {name}: " + "; ".join(parts))
     return lines + [""]
+
+
+#: A like-charge contact fraction above this many times both random placement's and the formal-charge
+#: baseline's is reported as aggregation.
+AGGREGATION_FACTOR = 2.0
+
+
+def _ion_pairing_table(ions: dict) -> list[str]:
+    """Markdown table of the ions' nearest-partner statistics (:func:`polarff.analysis.structure.ion_pairing`)."""
+    kinds = [k for k in ("Na-Na", "Cl-Cl", "Na-Cl") if any(k in v.get("pairing", {}) for v in ions.values())]
+    if not kinds:
+        return []
+    contact = {k: next(v["pairing"][k]["contact_nm"] for v in ions.values() if k in v.get("pairing", {}))
+               for k in kinds}
+    lines = ["", "Ion pairing: mean distance (nm) from each ion to its nearest partner ion, and the fraction of ions "
+             "(over frames) with one in contact (" + ", ".join(f"{k} < {contact[k]:.2f} nm" for k in kinds)
+             + "; like ions: sharing a first-shell water or closer; Na–Cl: a contact ion pair); in brackets the fraction for partners placed at random "
+             "(`polarff.analysis.structure.ion_pairing`):", "",
+             "| run | " + " | ".join(f"{k} nearest | {k} in contact (random)" for k in kinds) + " |",
+             "|---|" + "---|---|" * len(kinds)]
+    for name, v in ions.items():
+        cells = []
+        for k in kinds:
+            q = v.get("pairing", {}).get(k)
+            cells += ([f"{q['nearest_nm']:.3f}", f"{q['contact_fraction']:.2f} ({q['random_contact_fraction']:.2f})"]
+                      if q else ["—", "—"])
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    warning = aggregation_sentence(ions)
+    if warning:
+        lines += ["", warning]
+    return lines
+
+
+def aggregation_sentence(ions: dict) -> str:
+    """A warning when polarff's like-charge ions are in contact far more often than at random and than in the
+    formal-charge baseline (factor :data:`AGGREGATION_FACTOR`), or an empty string."""
+    polarff, baseline = ions.get("polarff-nacl", {}).get("pairing", {}), ions.get("formal-nacl", {}).get("pairing", {})
+    found = []
+    for kind in ("Na-Na", "Cl-Cl"):
+        if kind in polarff and kind in baseline:
+            q, b = polarff[kind], baseline[kind]
+            if q["contact_fraction"] > AGGREGATION_FACTOR * max(q["random_contact_fraction"], b["contact_fraction"]):
+                found.append(f"{kind} {q['contact_fraction']:.2f} (random {q['random_contact_fraction']:.2f}, "
+                             f"formal-charge baseline {b['contact_fraction']:.2f})")
+    if not found:
+        return ""
+    return ("**Like-charge ions aggregate in the polarff run**: the fraction of ions with a like partner in contact is "
+            + "; ".join(found) + ". Its ions move as clusters, so its D and Λ are not those of a dissociated "
+            "electrolyte; a box with one ion pair cannot show this.")
 
 
 def _environment_charge_table(ions: dict) -> list[str]:

@@ -114,3 +114,46 @@ def test_residence_time_of_fixed_stays_and_the_excursion_tolerance():
     frames = np.array([[[0.05, 0.5, 0.5], [1.25, 0.5, 0.5]], [[0.05, 0.5, 0.5], [0.6, 0.5, 0.5]]])
     inside = shell_membership(frames, np.array([np.eye(3) * 1.5] * 2), 0, [1], 0.38)
     assert inside[:, 0].tolist() == [True, False]
+
+
+def test_ion_pairing_nearest_partner_contact_and_random_reference():
+    from polarff.analysis.structure import ion_pairing
+
+    edge = 2.0
+    boxes = np.repeat(np.eye(3)[None] * edge, 3, axis=0)
+    # three like ions: 0 and 1 are 0.30 nm apart across the periodic boundary (x = 0.05 and 1.75, the latter two
+    # boxes away, unwrapped); 2 is 0.90 nm from 0 (one box away in z) and 0.95 nm from 1
+    frame = np.array([[0.05, 0.5, 0.5], [1.75 + 2 * edge, 0.5, 0.5], [0.05, 1.4, 0.5 - edge]])
+    positions = np.repeat(frame[None], 3, axis=0)
+    like = ion_pairing(positions, boxes, [0, 1, 2], [0, 1, 2], 0.40)
+    assert like["nearest_nm"] == pytest.approx((0.30 + 0.30 + 0.90) / 3)
+    assert like["contact_fraction"] == pytest.approx(2 / 3)
+    shell = 4 / 3 * np.pi * 0.4 ** 3 / edge ** 3
+    assert like["random_contact_fraction"] == pytest.approx(1 - (1 - shell) ** 2)  # two partners besides itself
+    unlike = ion_pairing(positions, boxes, [0], [1, 2], 0.40)
+    assert unlike["nearest_nm"] == pytest.approx(0.30) and unlike["contact_fraction"] == 1.0
+
+    # uniformly random ions: the measured contact fraction is the ideal-solution reference
+    rng = np.random.default_rng(3)
+    random_frames = rng.uniform(0.0, edge, size=(4000, 5, 3))
+    boxes = np.repeat(np.eye(3)[None] * edge, 4000, axis=0)
+    ideal = ion_pairing(random_frames, boxes, range(5), range(5), 0.5)
+    assert ideal["contact_fraction"] == pytest.approx(ideal["random_contact_fraction"], abs=0.02)
+
+    with pytest.raises(InputError, match="partner other than itself"):
+        ion_pairing(positions, boxes[:3], [0], [0], 0.4)
+    with pytest.raises(InputError, match="half the shortest box edge"):
+        ion_pairing(positions, boxes[:3], [0], [1], 1.0)
+
+
+def test_benchmark_flags_like_ion_aggregation_only_against_random_and_baseline():
+    from polarff.benchmark import aggregation_sentence
+
+    def pairing(na_na, cl_cl):
+        return {"pairing": {"Na-Na": {"contact_fraction": na_na, "random_contact_fraction": 0.10},
+                            "Cl-Cl": {"contact_fraction": cl_cl, "random_contact_fraction": 0.19}}}
+
+    text = aggregation_sentence({"polarff-nacl": pairing(0.87, 0.30), "formal-nacl": pairing(0.0, 0.10)})
+    assert "Na-Na 0.87" in text and "Cl-Cl" not in text  # 0.30 < 2 × 0.19
+    assert aggregation_sentence({"polarff-nacl": pairing(0.87, 0.30), "formal-nacl": pairing(0.5, 0.10)}) == ""
+    assert aggregation_sentence({"polarff-nacl": {"Na": {}}, "formal-nacl": pairing(0.0, 0.0)}) == ""

@@ -647,3 +647,35 @@ def test_fit_window_sensitivity_recovers_the_known_conductivity_of_brownian_ions
     with pytest.raises(InputError, match="no cation or no anion") as info:
         example.formal_conductivities(str(water), windows[:1], 5)
     assert str(water) in str(info.value)
+
+
+def test_ion_pairing_windows_follow_two_cations_coming_together():
+    """Two Na+ approach at a set speed: per window the nearest distance is the mean of the set distances, the
+    contact fraction counts the frames under 0.40 nm, and an energy term that is zero throughout is left out."""
+    from polarff.errors import InputError
+
+    example = load("ion_pairing")
+    edge, n_frames = 2.0, 2000  # frames every 0.01 ps: 20 ps
+    time = np.arange(n_frames) * 0.01
+    separation = 0.9 - 0.03 * time  # nm: 0.90 at 0 ps, 0.30 at 20 ps
+    positions = np.zeros((n_frames, 3, 3))
+    positions[:, 0] = [0.2, 1.0, 1.0]
+    positions[:, 1, 0] = 0.2 + separation
+    positions[:, 1, 1:] = 1.0
+    positions[:, 2] = [1.2, 0.2, 0.2]  # Cl-, far away
+    energy_time = time[::10]
+    traj = {"symbols": np.array(["Na", "Na", "Cl"]), "time": time, "positions": positions,
+            "box": np.repeat(np.eye(3)[None] * edge, n_frames, axis=0), "energy_time": energy_time,
+            "potential_energy": -100.0 - energy_time, "polarff_induction_energy": np.zeros_like(energy_time)}
+    rows = example.pairing_windows(traj, 10.0, stride=1)
+    assert [(r["start_ps"], r["end_ps"]) for r in rows] == [(0.0, 10.0), (10.0, pytest.approx(19.99))]
+    first, second = rows[0]["pairing"]["Na-Na"], rows[1]["pairing"]["Na-Na"]
+    assert first["nearest_nm"] == pytest.approx(separation[time < 10].mean())
+    assert first["contact_fraction"] == 0.0
+    assert second["contact_fraction"] == pytest.approx(np.mean(separation[time >= 10] < 0.40))
+    assert set(rows[0]["pairing"]) == {"Na-Na", "Na-Cl"}  # one Cl-: no Cl-Cl column
+    assert rows[0]["energies"] == {"potential_energy": pytest.approx(-100.0 - energy_time[energy_time < 10].mean())}
+    table = example.window_table("run", rows)
+    assert "| 10–20 | 0.45 |" in table and "E ind" not in table
+    with pytest.raises(InputError, match="at most the run's length"):
+        example.pairing_windows(traj, 30.0)

@@ -96,6 +96,59 @@ def coordination_number(positions: np.ndarray, boxes: np.ndarray, centres, partn
     return float((np.linalg.norm(d, axis=-1) < cutoff_nm).sum(axis=-1).mean())
 
 
+#: Ion–ion distance (nm) within which two ions count as in contact: they share a first-shell water or touch.
+#: Na–Na: two Na–O bonds of 0.24 nm at an Na–O–Na angle up to ~110° (a shared water); Cl–Cl: two Cl–O of 0.32 nm
+#: at up to ~100°; Na–Cl: the first minimum of the Na–Cl g(r) (contact ion pair), ~0.36 nm.
+ION_CONTACT_NM = {("Na", "Na"): 0.40, ("Cl", "Cl"): 0.50, ("Na", "Cl"): 0.36}
+
+
+def ion_pairing(positions: np.ndarray, boxes: np.ndarray, centres, partners, contact_nm: float) -> dict:
+    """How close each ion's nearest partner ion is, against uniformly random placement.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (F, N, 3)
+        Frames, nm.
+    boxes : ndarray, shape (F, 3, 3)
+        Orthorhombic box vectors (rows), nm; distances use the minimum image.
+    centres, partners : sequence of int
+        Atom indices; an atom is never its own partner (for like ions pass the same indices twice).
+    contact_nm : float
+        Distance (nm) within which a partner counts as in contact (:data:`ION_CONTACT_NM`).
+
+    Returns
+    -------
+    dict
+        ``nearest_nm``: distance to the nearest partner, averaged over frames and centres; ``contact_fraction``:
+        fraction of (frame, centre) with a partner within ``contact_nm``; ``random_contact_fraction``: the same
+        for partners placed uniformly at random in the box, 1 − (1 − 4π r³ / 3V)^n with n the partners per
+        centre (the ideal-solution reference; a ratio far above 1 is aggregation, far below is avoidance).
+
+    Raises
+    ------
+    InputError
+        If a centre has no partner other than itself, or ``contact_nm`` is not below half the shortest box edge.
+    """
+    centres, partners = np.asarray(centres, dtype=int), np.asarray(partners, dtype=int)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    edges = np.diagonal(boxes, axis1=1, axis2=2)
+    if not 0.0 < contact_nm < 0.5 * float(edges.min()):
+        raise InputError(f"ion_pairing: contact distance must be in (0, half the shortest box edge = "
+                         f"{0.5 * float(edges.min()):.3f} nm), found {contact_nm} nm")
+    self_pair = centres[:, None] == partners[None, :]
+    n_partners = int(partners.size) - int(self_pair.sum(axis=1).max(initial=0))
+    if not len(centres) or n_partners < 1:
+        raise InputError(f"ion_pairing: every centre needs a partner other than itself; found {len(centres)} "
+                         f"centre(s) and {len(partners)} partner(s)")
+    r = np.linalg.norm(_partner_vectors(positions, boxes, centres, partners), axis=-1)
+    r[:, self_pair] = np.inf
+    nearest = r.min(axis=2)
+    volume = float(np.prod(edges, axis=1).mean())
+    shell = 4.0 / 3.0 * np.pi * contact_nm ** 3 / volume
+    return {"nearest_nm": float(nearest.mean()), "contact_fraction": float((nearest < contact_nm).mean()),
+            "random_contact_fraction": float(1.0 - (1.0 - shell) ** n_partners), "contact_nm": float(contact_nm)}
+
+
 def _partner_vectors(positions: np.ndarray, boxes: np.ndarray, centres, partners) -> np.ndarray:
     """Minimum-image vectors partner − centre (nm), shape (F, len(centres), len(partners), 3)."""
     positions = np.asarray(positions, dtype=np.float64)
