@@ -914,7 +914,8 @@ def ion_structure(traj: dict) -> dict:
     pairing = {}
     for (first, second), contact in ION_CONTACT_NM.items():
         centres, partners = np.flatnonzero(symbols == first), np.flatnonzero(symbols == second)
-        if len(centres) and len(partners) > (1 if first == second else 0):
+        fits = contact < 0.5 * float(edges.min())  # a box too small for the contact distance has no table row
+        if fits and len(centres) and len(partners) > (1 if first == second else 0):
             pairing[f"{first}-{second}"] = ion_pairing(pos, box, centres, partners, contact)
     if pairing:
         out["pairing"] = pairing
@@ -1321,6 +1322,8 @@ def _report_assessment(results, runs) -> list[str]:
                                           c["experiment"]["molar_conductivity"]["value"]))
         lines += [f"polarff against experiment (target {100 * TARGET_RELATIVE:.0f} %): " + "; ".join(parts) + ".", ""]
         ions = results.get("ions", {})
+        if aggregation_sentence(ions):
+            lines += [aggregation_sentence(ions) + " (Ion pairing table under *Self-diffusion at 298 K*.)", ""]
         if "polarff-nacl" in ions and "formal-nacl" in ions:
             p, f = ions["polarff-nacl"], ions["formal-nacl"]
             lines += [f"Ion mobility: over the {t['length_ps']:.0f} ps run the polarff Na+ moved "
@@ -1336,7 +1339,10 @@ def _report_assessment(results, runs) -> list[str]:
               "the central value, is the result here.",
               f"- **Box size.** {n_pairs} ion pair(s) in {n_waters} waters: D(Na+) and D(Cl−) average over "
               f"{n_pairs} ion(s) each, and the Yeh–Hummer correction ({fmt(yh)}e-9 m²/s at L = {fmt(box, None, 3)} nm) "
-              "is as large as the differences between models.",
+              "is as large as the differences between models." + (
+                  " With one ion of each species, like-ion correlations cannot show: a model whose like ions "
+                  "aggregate passes here and fails in a box with several pairs (`docs/ion-pairing.md`); check one "
+                  "replica with `--pairs 4 --waters 256` (its report has an ion-pairing table)." if n_pairs == 1 else ""),
               "- **Reference labels.** " + _labels_sentence(charge_scale) + " " + (
                   "The Lennard-Jones terms are the TIP3P/Joung–Cheatham ones, which were fitted together with "
                   "fixed TIP3P charges; nothing re-balances them for the new electrostatics."

@@ -156,11 +156,14 @@ def test_benchmark_report_on_tiny_runs(trained_model, tmp_path, capsys):
         assert f"| {run} |" in text
     assert "polarff benchmark" in text and "±" in text and "Chambers" in text and "Bertie" in text
     assert "**Ion hydration.**" in text and "polarff-nacl -" in text and "formal-nacl -" in text
+    # one ion pair: only the Na–Cl pairing column, and the report says like-ion correlations cannot show
+    assert "Ion pairing:" in text and "Na-Na nearest" not in text and "like-ion correlations cannot show" in text
     for name in ("msd", "conductivity", "ir"):
         png = report.parent / "img" / f"tiny-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"img/tiny-{name}.png" in text
     results = json.loads((out / "results.json").read_text())
+    assert set(results["ions"]["polarff-nacl"]["pairing"]) == {"Na-Cl"}
     # the measured mean kinetic temperature of every run, in the results and in the "What ran" table
     for name, transport in results["transport"].items():
         temperature = transport["kinetic_temperature_k"]
