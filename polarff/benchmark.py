@@ -1433,8 +1433,8 @@ def _ion_pairing_table(ions: dict) -> list[str]:
                for k in kinds}
     lines = ["", "Ion pairing: mean distance (nm) from each ion to its nearest partner ion, and the fraction of ions "
              "(over frames) with one in contact (" + ", ".join(f"{k} < {contact[k]:.2f} nm" for k in kinds)
-             + "; like ions: sharing a first-shell water or closer; Na–Cl: a contact ion pair); in brackets the fraction for partners placed at random "
-             "(`polarff.analysis.structure.ion_pairing`):", "",
+             + "; like ions: sharing a first-shell water or closer; Na–Cl: a contact ion pair); in brackets the "
+             "fraction for partners placed at random (`polarff.analysis.structure.ion_pairing`):", "",
              "| run | " + " | ".join(f"{k} nearest | {k} in contact (random)" for k in kinds) + " |",
              "|---|" + "---|---|" * len(kinds)]
     for name, v in ions.items():
@@ -1451,16 +1451,19 @@ def _ion_pairing_table(ions: dict) -> list[str]:
 
 
 def aggregation_sentence(ions: dict) -> str:
-    """A warning when polarff's like-charge ions are in contact far more often than at random and than in the
-    formal-charge baseline (factor :data:`AGGREGATION_FACTOR`), or an empty string."""
+    """A warning when polarff's like-charge ions are in contact far more often (factor :data:`AGGREGATION_FACTOR`)
+    than at random and than in the formal-charge baseline (where that ran), or an empty string."""
     polarff, baseline = ions.get("polarff-nacl", {}).get("pairing", {}), ions.get("formal-nacl", {}).get("pairing", {})
     found = []
     for kind in ("Na-Na", "Cl-Cl"):
-        if kind in polarff and kind in baseline:
-            q, b = polarff[kind], baseline[kind]
-            if q["contact_fraction"] > AGGREGATION_FACTOR * max(q["random_contact_fraction"], b["contact_fraction"]):
-                found.append(f"{kind} {q['contact_fraction']:.2f} (random {q['random_contact_fraction']:.2f}, "
-                             f"formal-charge baseline {b['contact_fraction']:.2f})")
+        if kind not in polarff:
+            continue
+        q = polarff[kind]
+        reference = max(q["random_contact_fraction"], baseline[kind]["contact_fraction"] if kind in baseline else 0.0)
+        if q["contact_fraction"] > AGGREGATION_FACTOR * reference:
+            found.append(f"{kind} {q['contact_fraction']:.2f} (random {q['random_contact_fraction']:.2f}"
+                         + (f", formal-charge baseline {baseline[kind]['contact_fraction']:.2f})" if kind in baseline
+                            else ")"))
     if not found:
         return ""
     return ("**Like-charge ions aggregate in the polarff run**: the fraction of ions with a like partner in contact is "

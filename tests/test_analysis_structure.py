@@ -146,7 +146,7 @@ def test_ion_pairing_nearest_partner_contact_and_random_reference():
         ion_pairing(positions, boxes[:3], [0], [1], 1.0)
 
 
-def test_benchmark_flags_like_ion_aggregation_only_against_random_and_baseline():
+def test_benchmark_flags_like_ion_aggregation_against_random_and_baseline():
     from polarff.benchmark import aggregation_sentence
 
     def pairing(na_na, cl_cl):
@@ -157,3 +157,5 @@ def test_benchmark_flags_like_ion_aggregation_only_against_random_and_baseline()
     assert "Na-Na 0.87" in text and "Cl-Cl" not in text  # 0.30 < 2 × 0.19
     assert aggregation_sentence({"polarff-nacl": pairing(0.87, 0.30), "formal-nacl": pairing(0.5, 0.10)}) == ""
     assert aggregation_sentence({"polarff-nacl": {"Na": {}}, "formal-nacl": pairing(0.0, 0.0)}) == ""
+    alone = aggregation_sentence({"polarff-nacl": pairing(0.87, 0.30)})  # no baseline ran: random is the reference
+    assert "Na-Na 0.87 (random 0.10)" in alone and "formal-charge baseline" not in alone
