@@ -2,8 +2,7 @@
 
 For each run folder (a ``polarff simulate`` output, finished or still running) the frames are cut into
 windows of ``--window-ps``; per window the script prints the mean distance from each ion to its nearest
-partner ion and the fraction of ions with one in contact (:func:`polarff.analysis.structure.ion_pairing` at
-:data:`polarff.analysis.structure.ION_CONTACT_NM`; in brackets the fraction for partners placed at random),
+partner ion and the fraction of ions with one in contact (:func:`polarff.analysis.structure.ion_pairing_by_kind`; in brackets the fraction for partners placed at random),
 and the mean potential energy and its polarff terms (kJ/mol) over the same window. A contact fraction far
 above the random one is aggregation; an induction energy that falls as it forms says what drives it.
 
@@ -38,7 +37,7 @@ def pairing_windows(traj: dict, window_ps: float, stride: int = 10) -> list[dict
     stride : int
         Every ``stride``-th frame is used (pairing changes over ps, frames come every 10 fs).
     """
-    from polarff.analysis.structure import ION_CONTACT_NM, ion_pairing
+    from polarff.analysis.structure import ion_pairing_by_kind
     from polarff.errors import InputError
 
     symbols = np.asarray(traj["symbols"]).astype(str)
@@ -50,12 +49,8 @@ def pairing_windows(traj: dict, window_ps: float, stride: int = 10) -> list[dict
     rows = []
     for start in np.arange(time[0], time[-1] - 0.5 * window_ps, window_ps):
         inside = np.flatnonzero((time >= start) & (time < start + window_ps))[::stride]
-        row: dict = {"start_ps": float(start), "end_ps": float(min(start + window_ps, time[-1])), "pairing": {}}
-        for (first, second), contact in ION_CONTACT_NM.items():
-            centres, partners = np.flatnonzero(symbols == first), np.flatnonzero(symbols == second)
-            if len(centres) and len(partners) > (1 if first == second else 0):
-                row["pairing"][f"{first}-{second}"] = ion_pairing(positions[inside], boxes[inside], centres,
-                                                                  partners, contact)
+        row: dict = {"start_ps": float(start), "end_ps": float(min(start + window_ps, time[-1])),
+                     "pairing": ion_pairing_by_kind(positions[inside], boxes[inside], symbols)}
         energy_time = np.asarray(traj.get("energy_time", []), dtype=np.float64)
         in_window = (energy_time >= start) & (energy_time < start + window_ps)
         row["energies"] = {key: float(np.asarray(traj[key])[in_window].mean()) for key in ENERGY_COLUMNS

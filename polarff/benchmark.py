@@ -883,11 +883,10 @@ def ion_structure(traj: dict) -> dict:
         :data:`ENVIRONMENT_RADIUS_NM`: ``radii_nm`` and ``charge`` = [(mean, error)] from
         :func:`polarff.analysis.structure.ion_environment_charge`); ``pairing``: per ion pair type with
         partners ("Na-Na", "Cl-Cl", "Na-Cl") the nearest-partner statistics of
-        :func:`polarff.analysis.structure.ion_pairing` at the contact distances of
-        :data:`polarff.analysis.structure.ION_CONTACT_NM`; and for NaCl ``na_cl_distance_nm`` (mean, min) of the
+        :func:`polarff.analysis.structure.ion_pairing_by_kind`; and for NaCl ``na_cl_distance_nm`` (mean, min) of the
         first Na–Cl pair.
     """
-    from polarff.analysis.structure import ION_CONTACT_NM, coordination_number, ion_environment_charge, ion_pairing
+    from polarff.analysis.structure import coordination_number, ion_environment_charge, ion_pairing_by_kind
 
     symbols = np.asarray(traj["symbols"]).astype(str)
     residues = np.asarray(traj["residue_names"]).astype(str)
@@ -911,12 +910,7 @@ def ion_structure(traj: dict) -> dict:
                                             int(ions[0]), radii)
             out[species]["environment_charge_e"] = {"radii_nm": radii, "charge": charge}
     na, cl = np.flatnonzero(symbols == "Na"), np.flatnonzero(symbols == "Cl")
-    pairing = {}
-    for (first, second), contact in ION_CONTACT_NM.items():
-        centres, partners = np.flatnonzero(symbols == first), np.flatnonzero(symbols == second)
-        fits = contact < 0.5 * float(edges.min())  # a box too small for the contact distance has no table row
-        if fits and len(centres) and len(partners) > (1 if first == second else 0):
-            pairing[f"{first}-{second}"] = ion_pairing(pos, box, centres, partners, contact)
+    pairing = ion_pairing_by_kind(pos, box, symbols)
     if pairing:
         out["pairing"] = pairing
     if len(na) and len(cl):
@@ -1322,8 +1316,9 @@ def _report_assessment(results, runs) -> list[str]:
                                           c["experiment"]["molar_conductivity"]["value"]))
         lines += [f"polarff against experiment (target {100 * TARGET_RELATIVE:.0f} %): " + "; ".join(parts) + ".", ""]
         ions = results.get("ions", {})
-        if aggregation_sentence(ions):
-            lines += [aggregation_sentence(ions) + " (Ion pairing table under *Self-diffusion at 298 K*.)", ""]
+        warning = aggregation_sentence(ions)
+        if warning:
+            lines += [warning + " (Ion pairing table under *Self-diffusion at 298 K*.)", ""]
         if "polarff-nacl" in ions and "formal-nacl" in ions:
             p, f = ions["polarff-nacl"], ions["formal-nacl"]
             lines += [f"Ion mobility: over the {t['length_ps']:.0f} ps run the polarff Na+ moved "

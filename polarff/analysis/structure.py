@@ -149,6 +149,19 @@ def ion_pairing(positions: np.ndarray, boxes: np.ndarray, centres, partners, con
             "random_contact_fraction": float(1.0 - (1.0 - shell) ** n_partners), "contact_nm": float(contact_nm)}
 
 
+def ion_pairing_by_kind(positions: np.ndarray, boxes: np.ndarray, symbols) -> dict[str, dict]:
+    """:func:`ion_pairing` for every pair kind of :data:`ION_CONTACT_NM` ("Na-Na", "Cl-Cl", "Na-Cl") that the
+    atoms have (like ions need two) and whose contact distance is below half the shortest box edge."""
+    symbols = np.asarray(symbols).astype(str)
+    half_edge = 0.5 * float(np.diagonal(np.asarray(boxes, dtype=np.float64), axis1=1, axis2=2).min())
+    out = {}
+    for (first, second), contact in ION_CONTACT_NM.items():
+        centres, partners = np.flatnonzero(symbols == first), np.flatnonzero(symbols == second)
+        if contact < half_edge and len(centres) and len(partners) > (1 if first == second else 0):
+            out[f"{first}-{second}"] = ion_pairing(positions, boxes, centres, partners, contact)
+    return out
+
+
 def _partner_vectors(positions: np.ndarray, boxes: np.ndarray, centres, partners) -> np.ndarray:
     """Minimum-image vectors partner − centre (nm), shape (F, len(centres), len(partners), 3)."""
     positions = np.asarray(positions, dtype=np.float64)
